@@ -1,0 +1,62 @@
+"""Weights & Biases logging, with the run id persisted so a requeued job continues its run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from rdx.config import LoggerConfig
+
+log = logging.getLogger("rdx")
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text()
+
+
+def resolve_mode(cfg: LoggerConfig) -> str:
+    if cfg.kind == "none":
+        return "disabled"
+    if cfg.mode == "auto":
+        return "online" if _has_api_key() else "offline"
+    return cfg.mode
+
+
+class WandbLogger:
+    """A thin shell over wandb: flat metric names (train/…, eval/…, perf/…), CleanRL style."""
+
+    def __init__(self, cfg: LoggerConfig, run_dir: Path, name: str, config: dict[str, Any],
+                 group: str | None, tags: list[str]):
+        self.mode = resolve_mode(cfg)
+        self.run = None
+        if self.mode == "disabled":
+            return
+        import wandb
+
+        id_path = run_dir / ".wandb_id"
+        run_id = id_path.read_text().strip() if id_path.exists() else wandb.util.generate_id()
+        id_path.write_text(run_id)
+        self.run = wandb.init(
+            project=cfg.project, entity=cfg.entity, dir=str(run_dir), id=run_id, resume="allow",
+            mode=self.mode, name=name, group=cfg.group or group, tags=tags + list(cfg.tags),
+            config=config, reinit="finish_previous",
+        )
+        log.info("wandb: %s run %s (%s)", self.mode, run_id, run_dir / "wandb")
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update(metrics)
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None

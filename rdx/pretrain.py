@@ -1,0 +1,101 @@
+"""Training of the fixed models rdx builds itself: the tiny behavior LM and reward classifier.
+
+Both are trained once per (corpus, settings) and cached; runs never train them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+log = logging.getLogger("rdx")
+
+
+def pack(token_lists: list[list[int]], eos_id: int) -> Tensor:
+    """One long stream of sentences separated by EOS, GPT-style."""
+    stream = [t for ids in token_lists for t in (*ids, eos_id)]
+    return torch.tensor(stream, dtype=torch.long)
+
+
+def pretrain_lm(
+    model: PreTrainedModel,
+    stream: Tensor,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    block: int,
+    seed: int,
+) -> float:
+    """Next-token pretraining on random windows of the packed stream; returns the final loss."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    # Short warm-up then cosine decay: stable at a high lr for a few hundred steps.
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    model.train()
+    loss_ema = None
+    for step in range(steps):
+        starts = torch.randint(0, len(stream) - block - 1, (batch_size,), generator=g)
+        x = torch.stack([stream[s : s + block + 1] for s in starts])
+        loss = _lm_loss(model, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
+        if step % 100 == 0 or step == steps - 1:
+            log.info("behavior pretrain step %d/%d loss %.3f", step + 1, steps, loss_ema)
+    model.eval()
+    return float(loss_ema)
+
+
+def _lm_loss(model: PreTrainedModel, x: Tensor) -> Tensor:
+    logits = model(input_ids=x[:, :-1]).logits
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+
+
+def train_classifier(
+    model: PreTrainedModel,
+    tokenizer,
+    texts: list[str],
+    labels: list[int],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    y = torch.tensor(labels)
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(texts), generator=g)
+        total = 0.0
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                            max_length=64, return_tensors="pt")
+            loss = model(**enc, labels=y[idx]).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        log.info("reward train epoch %d/%d loss %.3f", epoch + 1, epochs, total / len(texts))
+    model.eval()
+
+
+@torch.inference_mode()
+def classifier_accuracy(model: PreTrainedModel, tokenizer, texts: list[str], labels: list[int]) -> float:
+    from rdx.sampling import classifier_logits
+
+    pred = classifier_logits(model, tokenizer, texts).argmax(-1)
+    return (pred == torch.tensor(labels)).float().mean().item()
