@@ -1,0 +1,339 @@
+"""Text corpora with attribute labels: the synthetic grammar, Yelp sentences and AG News.
+
+Every corpus is lower-cased, whitespace-tokenised sentences (punctuation and clitics as
+separate tokens, as in the Yelp style-transfer files), each with a task and a label.
+Sentences longer than ``max_words`` tokens are dropped (paper §6: > 30 tokens dropped).
+
+Splits. ``train`` feeds every trained model (behavior LM, reward model, prefixes);
+``test`` is held out. From whatever splits a local directory has:
+  * a ``train`` split is train; held out := ``test``, else ``dev``, else carved from train;
+  * without ``train``: train := ``test`` and held out := ``dev`` when both exist (Yelp in
+    ``../shared/data/yelp``: 126,670 test lines train, 63,483 dev lines held out);
+  * a single split (AG News in ``../shared/data/ag_news``: only ``test.csv``) is carved:
+    held out := the rows whose blake2b hash falls in the lowest 10% (hash of the sentence
+    for Yelp, of the row's fields joined by "," for AG News), stable across machines,
+    seeds and row order. AG News is carved by row (article), so the sentences of one
+    article never straddle the two splits (7,600 rows: 5,502 train / 573 held-out
+    sentences of <= 30 tokens).
+Hub data (``hub=True``) uses the hub's own train/test splits.
+
+AG News text := the sentences of the description (the title is a headline, not a
+sentence): ``\\`` escapes and the HTML-entity debris of the release (`` #39;``, ``quot;``,
+``&lt;TICKER&gt;``) are repaired or removed, a leading dateline/source (``LONDON
+(Reuters) -``, ``AP -``) is stripped, then the description is split into sentences;
+fragments shorter than 4 tokens (split debris) are dropped. Yelp hub reviews are split
+into sentences the same way (any length >= 1; numbers are kept, not mapped to ``_num_``
+as in the local files). Hub AG News joins title and description: the title is cut at the
+first dateline dash, or dropped with the first sentence when there is none (heuristic).
+
+Source: a local ``path`` wins over ``hub``; ``synthetic`` is generated and ignores both.
+
+Subsampling: ``n_per_attribute`` train sentences per attribute, drawn without replacement
+by a ``random.Random`` seeded with (dataset, split, attribute, seed), kept in file order.
+Held out: at most ``n_test_per_attribute`` per attribute (default ``max(200,
+n_per_attribute // 10)`` when ``n_per_attribute`` is set, else all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import random
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+SENTIMENT = ("negative", "positive")
+TOPIC = ("world", "sport", "business", "sci_tech")
+ATTRIBUTES: dict[str, dict[str, tuple[str, ...]]] = {
+    "synthetic": {"sentiment": SENTIMENT, "topic": TOPIC},
+    "yelp": {"sentiment": SENTIMENT},
+    "agnews": {"topic": TOPIC},
+}
+HELD_OUT_FRACTION = 0.10  # carved share of a single local split
+_LOCAL_HINT = {"yelp": "../shared/data/yelp", "agnews": "../shared/data/ag_news"}
+
+
+class DataError(ValueError):
+    """A one-line, user-facing problem with the dataset settings or files."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str  # lower-cased, whitespace-separated words
+    task: str  # "sentiment" | "topic"
+    label: int  # index into Corpus.tasks[task]
+
+
+@dataclass
+class Corpus:
+    name: str
+    tasks: dict[str, tuple[str, ...]]  # task -> attribute names in label order
+    train: list[Example]
+    test: list[Example]  # held out: never used to train anything
+
+    def task_of(self, attribute: str) -> tuple[str, int]:
+        for task, attrs in self.tasks.items():
+            if attribute in attrs:
+                return task, attrs.index(attribute)
+        raise DataError(
+            f"attribute={attribute}: unknown for dataset {self.name}; "
+            f"allowed: {', '.join(self.attributes())}"
+        )
+
+    def attributes(self) -> list[str]:
+        return [a for attrs in self.tasks.values() for a in attrs]
+
+
+def check_source(name: str, path: str | None, hub: bool) -> None:
+    """Validate where a dataset comes from, without loading it."""
+    if name not in ATTRIBUTES:
+        raise DataError(f"dataset.name={name}: unknown dataset; allowed: {', '.join(ATTRIBUTES)}")
+    if name == "synthetic":
+        return  # generated: path and hub do not apply
+    if path is None:
+        if not hub:
+            raise DataError(
+                f"dataset.name={name} needs data: pass dataset.path=<dir> (e.g. "
+                f"{_LOCAL_HINT[name]}) or dataset.hub=true to download it"
+            )
+        return
+    _local_files(name, Path(path))
+
+
+def load_corpus(
+    name: str,
+    *,
+    path: str | None = None,
+    hub: bool = False,
+    seed: int = 0,
+    n_per_attribute: int | None = None,
+    max_words: int = 30,
+    n_test_per_attribute: int | None = None,
+    **synthetic_opts,
+) -> Corpus:
+    """Load a corpus. A local ``path`` wins over ``hub``; ``synthetic_opts`` (noise,
+    neutral_frac) go to :func:`rdx.synthetic.generate`."""
+    check_source(name, path, hub)
+    if synthetic_opts and name != "synthetic":
+        raise DataError(f"dataset.name={name}: options {sorted(synthetic_opts)} are synthetic-only")
+    for key, value in (
+        ("n_per_attribute", n_per_attribute),
+        ("n_test_per_attribute", n_test_per_attribute),
+        ("max_words", max_words),
+    ):
+        if value is not None and value < 1:
+            raise DataError(f"dataset.{key}={value}: must be a positive integer")
+    if name == "synthetic":
+        from rdx.synthetic import generate
+
+        n_per_attribute = 3000 if n_per_attribute is None else n_per_attribute
+    if n_test_per_attribute is None and n_per_attribute is not None:
+        n_test_per_attribute = max(200, n_per_attribute // 10)
+    if name == "synthetic":
+        corpus = generate(n_per_attribute, n_test_per_attribute, seed, **synthetic_opts)
+        train, test = corpus.train, corpus.test
+    elif path is not None:
+        train, test = _load_local(name, Path(path))
+    else:
+        train, test = _load_hub(name)
+    train = [e for e in train if len(e.text.split()) <= max_words]
+    test = [e for e in test if len(e.text.split()) <= max_words]
+    if name == "synthetic":  # generated with exact counts: nothing to subsample
+        return Corpus(name, dict(ATTRIBUTES[name]), train, test)
+    tasks = ATTRIBUTES[name]
+    return Corpus(
+        name,
+        dict(tasks),
+        _subsample(train, tasks, n_per_attribute, f"{name}:train:{seed}"),
+        _subsample(test, tasks, n_test_per_attribute, f"{name}:test:{seed}"),
+    )
+
+
+def _subsample(
+    examples: list[Example], tasks: dict[str, tuple[str, ...]], n: int | None, key: str
+) -> list[Example]:
+    if n is None:
+        return examples
+    chosen: set[int] = set()
+    for task, attrs in tasks.items():
+        for label, attr in enumerate(attrs):
+            idx = [i for i, e in enumerate(examples) if e.task == task and e.label == label]
+            rng = random.Random(f"{key}:{attr}")  # str seeds are stable across processes
+            chosen.update(rng.sample(idx, min(n, len(idx))))
+    return [e for i, e in enumerate(examples) if i in chosen]
+
+
+# ---------------------------------------------------------------- local files
+
+
+def _local_files(name: str, root: Path) -> dict[str, list[Path]]:
+    """split -> files of that split that exist; DataError when there is nothing usable."""
+    if not root.is_dir():
+        raise DataError(f"dataset.path={root}: directory not found (dataset.name={name})")
+    if name == "yelp":
+        found = {s: [root / f"sentiment.{s}.{k}" for k in (0, 1)] for s in ("train", "dev", "test")}
+        found = {s: fs for s, fs in found.items() if all(f.is_file() for f in fs)}
+        expected = "sentiment.{train,dev,test}.{0,1}"
+    else:
+        found = {s: [root / f"{s}.csv"] for s in ("train", "test") if (root / f"{s}.csv").is_file()}
+        expected = "train.csv or test.csv"
+    if not found:
+        raise DataError(f"dataset.path={root}: no {name} files there; expected {expected}")
+    return found
+
+
+def _choose_splits(found: dict[str, list]) -> tuple[str, str | None]:
+    """(train split, held-out split); None: carve the held-out part out of train."""
+    if "train" in found:
+        return "train", next((s for s in ("test", "dev") if s in found), None)
+    if "test" in found and "dev" in found:
+        return "test", "dev"
+    return next(iter(found)), None
+
+
+def _load_local(name: str, root: Path) -> tuple[list[Example], list[Example]]:
+    found = _local_files(name, root)
+    train_split, test_split = _choose_splits(found)
+    read = _read_yelp if name == "yelp" else _read_agnews
+    if test_split is not None:
+        return read(found[train_split], None), read(found[test_split], None)
+    return read(found[train_split], False), read(found[train_split], True)
+
+
+def _held_out(raw: str) -> bool:
+    digest = hashlib.blake2b(raw.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < HELD_OUT_FRACTION * 2**64
+
+
+def _read_yelp(files: list[Path], held_out: bool | None) -> list[Example]:
+    examples = []
+    for label, f in enumerate(files):
+        with open(f, encoding="utf-8") as fh:
+            for line in fh:
+                text = " ".join(line.lower().split())
+                if text and (held_out is None or _held_out(text) == held_out):
+                    examples.append(Example(text, "sentiment", label))
+    return examples
+
+
+def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
+    import csv
+
+    examples = []
+    with open(files[0], encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) != 3 or not row[0].strip().isdigit():
+                continue  # a header line or a broken row
+            if held_out is None or _held_out(",".join(row)) == held_out:
+                label = int(row[0]) - 1  # classes 1..4 -> world, sport, business, sci_tech
+                examples += [Example(s, "topic", label) for s in agnews_sentences(row[2])]
+    return examples
+
+
+# ---------------------------------------------------------------- text cleaning
+
+_ENTITY = re.compile(r"[ &]?(?:#(\d+)|(quot|amp|lt|gt|apos|nbsp|hellip|mdash|ndash));")
+_DATELINE = re.compile(r"^(?:[A-Z0-9][\w.,'&/]*\s+){0,6}?(?:\([^)]{1,40}\)\s*)?(?:--?|_)\s+")
+_ABBREVIATIONS = (
+    "[A-Z] Mr Mrs Ms Dr St Co Inc Corp Ltd Bros Gov Sen Rep Gen Col Lt Sgt Capt Prof Jr Sr No"
+    " vs Jan Feb Aug Sep Sept Oct Nov Dec"
+)
+_NOT_END = "".join(rf"(?<!\b{a}\.)" for a in _ABBREVIATIONS.split())
+# A sentence ends at . ! ? (plus closing quotes) before a capital, except after abbreviations.
+_SENTENCE_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')]*\s+(?=[\"'(]?[A-Z0-9])")
+_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-.]\w+)*|[^\w\s]")
+
+
+def _entity(m: re.Match) -> str:
+    if m.group(1):
+        code = int(m.group(1))  # 128-159 are Windows-1252 punctuation in this release
+        return bytes([code]).decode("cp1252") if 128 <= code < 160 else chr(code)
+    return html.unescape(f"&{m.group(2)};")
+
+
+def tokenize(text: str) -> str:
+    """Lower-case and split off punctuation and clitics ("didn't" -> "did n't")."""
+    text = text.lower().replace("\u2019", "'")
+    return " ".join(_TOKEN.findall(re.sub(r"(\w)n't\b", r"\1 n't", text)))
+
+
+def split_sentences(text: str, min_words: int = 4) -> list[str]:
+    """Tokenised sentences of raw text; fragments of fewer than ``min_words`` tokens dropped."""
+    out = [tokenize(s) for s in _SENTENCE_END.split(text)]
+    return [s for s in out if len(s.split()) >= min_words]
+
+
+def clean_agnews(text: str) -> str:
+    """Repair AG News escapes and entities; drop HTML tags, tickers and leading datelines."""
+    text = re.sub(r"\\([$\"&'(),.])", r"\1", text).replace("\\", " ")  # "\" was a newline
+    text = _ENTITY.sub(_entity, text)
+    text = re.sub(r"<[^>]*>", " ", text)  # tickers such as <TXN.N> and leftover HTML
+    text = " ".join(text.split())
+    for _ in range(2):  # "SPACE.com - TORONTO, Canada -- A second team ..."
+        text = _DATELINE.sub("", text, count=1)
+    return text
+
+
+def agnews_sentences(description: str) -> list[str]:
+    return split_sentences(clean_agnews(description))
+
+
+# ---------------------------------------------------------------- hub
+
+# The canonical repos of the legacy names "yelp_polarity" and "ag_news" (parquet, no script).
+_HUB = {"yelp": "fancyzhx/yelp_polarity", "agnews": "fancyzhx/ag_news"}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a TCP connection to the hub (or to the HTTPS proxy, if one is set)?"""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_hub(name: str) -> tuple[list[Example], list[Example]]:
+    hint = f"use local files instead: dataset.path=<dir> (e.g. {_LOCAL_HINT[name]})"
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+    # Unchecked, datasets retries an unreachable hub 5 times with backoff (~25 s when DNS
+    # fails at once, minutes when connections hang). Offline mode (HF_HUB_OFFLINE=1) reads
+    # only the local HF cache and fails at once when the dataset is not there.
+    if not offline and not _hub_reachable():
+        raise DataError(
+            f"dataset.hub=true: the Hugging Face hub is unreachable ({_HUB[name]}); {hint}, "
+            "or set HF_HUB_OFFLINE=1 if it is in your HF cache"
+        )
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(_HUB[name])
+    except Exception as e:  # any failure of the hub path is a data-source problem
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"dataset.hub=true: loading {_HUB[name]} failed ({msg}); {hint}") from e
+    return _hub_examples(name, ds["train"]), _hub_examples(name, ds["test"])
+
+
+def _hub_examples(name: str, rows: Iterable[dict]) -> list[Example]:
+    task = "sentiment" if name == "yelp" else "topic"
+    examples = []
+    for row in rows:
+        text = row["text"]
+        if name == "yelp":  # yelp_polarity keeps newlines as literal "\n"
+            sentences = split_sentences(text.replace("\\n", " ").replace('\\"', '"'), 1)
+        else:  # ag_news text is "title description"; a dateline dash ends the title
+            m = re.search(r"\s--?\s", text[:200])
+            # No dateline: the title is fused into the first sentence, which is dropped.
+            sentences = agnews_sentences(text[m.end() :]) if m else agnews_sentences(text)[1:]
+        examples += [Example(s, task, int(row["label"])) for s in sentences]
+    return examples
