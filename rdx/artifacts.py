@@ -29,7 +29,7 @@ from transformers import (
 from rdx.cache import cached
 from rdx.config import Config
 from rdx.corpus import Corpus, load_corpus
-from rdx.models import TINY_POSITIONS, tiny_bert, tiny_gpt2
+from rdx.models import tiny_bert, tiny_gpt2
 from rdx.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
 from rdx.sampling import classifier_logits, mean_token_prob, sample
 from rdx.tokenizer import load_tokenizer, train_tokenizer
@@ -37,6 +37,7 @@ from rdx.tokenizer import load_tokenizer, train_tokenizer
 log = logging.getLogger("rdx")
 
 SAMPLING_SEED = 0  # fixed: β's trajectories are shared by every seed of a sweep
+PRETRAIN_BLOCK = 32  # tokens per LM window: covers one T=30 trajectory, half the cost of 64
 
 
 @dataclass
@@ -129,7 +130,7 @@ def prepare(cfg: Config) -> Prepared:
             steps=b.pretrain_steps,
             lr=b.pretrain_lr,
             batch_size=b.pretrain_batch_size,
-            block=TINY_POSITIONS,
+            block=PRETRAIN_BLOCK,
             seed=SAMPLING_SEED,
         )
         model.save_pretrained(out)

@@ -14,7 +14,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdx.dropout import MODES
+
+
+DROPOUT_MODES = ("none", "quantile", "random", "threshold")
 
 
 class ConfigError(ValueError):
@@ -41,7 +43,7 @@ class BehaviorConfig:
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
-    pretrain_steps: int = 800
+    pretrain_steps: int = 300
     pretrain_lr: float = 2e-3
     pretrain_batch_size: int = 64
 
@@ -195,7 +197,7 @@ def validate(raw: dict[str, Any]) -> Config:
     raw = {k: v for k, v in raw.items() if k not in ("hydra", "launcher", "local", "experiment")}
     # γ means nothing to none/threshold dropout: accept any value there and record null.
     mode = (raw.get("dropout") or {}).get("mode")
-    _choice("dropout.mode", mode, MODES)
+    _choice("dropout.mode", mode, DROPOUT_MODES)
     if mode in ("none", "threshold"):
         raw["gamma"] = None
     cfg: Config = _build(Config, raw)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-MODES = ("none", "quantile", "random", "threshold")
+from rdx.config import DROPOUT_MODES as MODES
 
 
 def quantile_keep(r_hat: Tensor, gamma: float) -> Tensor:

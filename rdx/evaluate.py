@@ -17,7 +17,7 @@ from rdx.objective import masked_accuracy
 from rdx.sampling import classifier_logits, continuation_mask, mean_token_prob, sample
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def teacher_forced_accuracy(
     policy: PreTrainedModel, tokens: torch.Tensor, prefix_len: int, batch_size: int = 256
 ) -> float:
@@ -33,7 +33,7 @@ def teacher_forced_accuracy(
     return total / max(count, 1)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def attribute_prob(prep: Prepared, tokens: torch.Tensor) -> torch.Tensor:
     """R's softmax probability of the run's attribute for each trajectory (the reward metric)."""
     texts = prep.tokenizer.batch_decode(tokens, skip_special_tokens=True)

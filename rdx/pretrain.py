@@ -93,7 +93,7 @@ def train_classifier(
     model.eval()
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def classifier_accuracy(model: PreTrainedModel, tokenizer, texts: list[str], labels: list[int]) -> float:
     from rdx.sampling import classifier_logits
 

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel
 from rdx.objective import masked_mean, token_logprobs
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def sample(
     model: PreTrainedModel,
     prefixes: Tensor,
@@ -69,7 +69,7 @@ def continuation_mask(batch: int, length: int, prefix_len: int, *, score_prefix:
     return mask
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def mean_token_prob(
     model: PreTrainedModel, tokens: Tensor, prefix_len: int, *, batch_size: int = 512
 ) -> Tensor:
@@ -85,7 +85,7 @@ def mean_token_prob(
     return torch.cat(out)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def classifier_logits(
     model: PreTrainedModel, tokenizer, texts: list[str], *, batch_size: int = 512, max_length: int = 64
 ) -> Tensor:

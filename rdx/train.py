@@ -14,12 +14,38 @@ so a bad value fails in about a second with one line and exit status 2.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rdx.config import ConfigError, validate
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SEARCH = (CONF, CONF.parent)  # conf/ groups, and sweeps/ at the top level
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """One-line errors for a mistyped group option (`dropout=quantil`), sweep lists included.
+
+    Hydra reports these itself, but over a dozen lines with its search path; a researcher
+    launching a grid wants the key, the value and the choices.
+    """
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.startswith(("-", "+", "~", "hydra")) or "." in key:
+            continue
+        dirs = [root / key for root in SEARCH if (root / key).is_dir()]
+        if not dirs:
+            continue
+        options = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
+        for choice in value.split(","):
+            if choice not in options and choice != "null":
+                print(f"rdx: config error: {key}={choice!r}: expected one of {', '.join(options)}",
+                      file=sys.stderr)
+                sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -35,4 +61,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:])
     main()

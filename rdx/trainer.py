@@ -175,7 +175,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     return _summary(cfg, prep, history)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def _trace(policy, prep: Prepared, probe, cfg: Config, mask, device) -> dict[str, list]:
     """r̂, π̄ and the keep decision of a fixed batch (Fig. 6 heatmap)."""
     x = prep.tokens[probe].to(device)

@@ -1,0 +1,124 @@
+"""End to end on the smoke preset: records written, resume equals uninterrupted, cache reuse."""
+
+import dataclasses
+import json
+import logging
+
+import pytest
+import torch
+import yaml
+
+from rdx.records import RunRecords
+from rdx.run import execute
+from tests.test_config import compose_cfg
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def smoke(cache, *overrides):
+    return compose_cfg("experiment=smoke", f"cache_dir={cache}", *overrides)
+
+
+@pytest.fixture(scope="module")
+def finished(cache, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    result = execute(smoke(cache), run_dir)
+    return run_dir, result
+
+
+def test_run_writes_every_record(finished):
+    run_dir, result = finished
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "status.json", "metrics.jsonl", "summary.json", "samples.jsonl",
+            "trace.jsonl", "checkpoint.pt"} <= names
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "completed" and status["error"] is None and status["ended"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["acc_plus_reward"] == pytest.approx(summary["acc"] + summary["reward"])
+    assert result == pytest.approx(summary["acc_plus_reward"])
+    assert 0 <= summary["acc"] <= 1 and 0 <= summary["reward"] <= 1
+    for key in ("likelihood", "reward", "acc", "bleu", "rouge1", "rouge2", "rougeL", "meteor",
+                "length", "distinct2"):
+        assert f"eval/{key}" in summary
+    assert (summary["dataset"], summary["attribute"], summary["dropout"], summary["gamma"]) == (
+        "synthetic", "positive", "quantile", 0.8)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["dropout"]["mode"] == "quantile" and config["trainer"]["epochs"] == 2
+
+
+def test_metrics_and_trace_have_one_record_per_step_and_epoch(finished):
+    run_dir, _ = finished
+    records = RunRecords(run_dir).read_metrics()
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    steps = [r for r in records if r["kind"] == "step"]
+    # smoke: 64 prefixes x 2 samples = 128 trajectories, batch 32 -> 4 steps/epoch, log_every 1
+    assert [r["epoch"] for r in epochs] == [0, 1]
+    assert [r["step"] for r in steps] == list(range(1, 9))
+    keep = {r["train/keep_frac"] for r in steps}
+    assert keep == {7 / 32}  # quantile 0.8 of 32 distinct values keeps 32 - ceil(0.8*31) = 7
+    trace = [json.loads(line) for line in (run_dir / "trace.jsonl").read_text().splitlines()]
+    assert [t["epoch"] for t in trace] == [0, 1] and len(trace[0]["r_hat"]) == 32
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 32 and {"prefix", "generation", "reward"} <= samples[0].keys()
+
+
+def test_completed_run_is_not_rerun(finished, cache, caplog):
+    run_dir, result = finished
+    before = (run_dir / "metrics.jsonl").read_text()
+    with caplog.at_level(logging.INFO, logger="rdx"):
+        assert execute(smoke(cache), run_dir) == pytest.approx(result)
+    assert "already completed" in caplog.text
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_interrupted_run_resumes_to_the_same_summary(finished, cache, tmp_path, monkeypatch):
+    run_dir, _ = finished
+    original = RunRecords.save_checkpoint
+
+    def crash_after_first_epoch(self, state):
+        original(self, state)
+        raise KeyboardInterrupt("simulated preemption")
+
+    monkeypatch.setattr(RunRecords, "save_checkpoint", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        execute(smoke(cache), tmp_path)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and "simulated preemption" in status["error"]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+    monkeypatch.setattr(RunRecords, "save_checkpoint", original)
+    execute(smoke(cache), tmp_path)
+    resumed = json.loads((tmp_path / "summary.json").read_text())
+    uninterrupted = json.loads((run_dir / "summary.json").read_text())
+    assert resumed == uninterrupted
+    epochs = [r["epoch"] for r in RunRecords(tmp_path).read_metrics() if r["kind"] == "epoch"]
+    assert epochs == [0, 1]  # the resumed epoch is not logged twice
+    assert json.loads((tmp_path / "status.json").read_text())["attempts"] == 2
+
+
+def test_seeds_share_artifacts_and_dropout_arms_differ(cache, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="rdx"):
+        execute(smoke(cache, "dropout=none", "seed=1"), tmp_path / "none")
+    assert "cache: building" not in caplog.text  # built once by the module fixture
+    assert caplog.text.count("cache: reusing") == 5
+    none = json.loads((tmp_path / "none" / "summary.json").read_text())
+    assert none["dropout"] == "none" and none["gamma"] is None and none["seed"] == 1
+    keep = {r["train/keep_frac"] for r in RunRecords(tmp_path / "none").read_metrics()
+            if r["kind"] == "step"}
+    assert keep == {1.0}
+
+
+def test_other_attribute_builds_only_its_own_artifacts(cache, tmp_path, caplog):
+    cfg = dataclasses.replace(smoke(cache, "attribute=sport"), stage="prepare")
+    with caplog.at_level(logging.INFO, logger="rdx"):
+        assert execute(cfg, tmp_path) is None
+    built = {line.split("cache: building ")[1].split("/")[0]
+             for line in caplog.text.splitlines() if "cache: building" in line}
+    # the tokenizer and β are shared by every attribute; R is per task (topic here)
+    assert built == {"reward", "trajectories", "scores"}
+    assert not (tmp_path / "summary.json").exists()

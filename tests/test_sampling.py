@@ -1,0 +1,92 @@
+"""The KV-cache sampler and the scorers agree with straightforward implementations."""
+
+import pytest
+import torch
+
+from rdx.models import tiny_bert, tiny_gpt2
+from rdx.objective import token_logprobs
+from rdx.sampling import classifier_logits, continuation_mask, mean_token_prob, sample
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_gpt2(97, 2, 32, 2, seed=0).eval()
+
+
+def naive_sample(model, prefixes, new_tokens, temperature, generator):
+    """Re-run the whole sequence every step: no cache, same random stream."""
+    x = prefixes.clone()
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            logits = model(input_ids=x).logits[:, -1].float()
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)
+            x = torch.cat([x, nxt], dim=1)
+    return x
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.4, 1.0])
+def test_cached_sampler_matches_no_cache_loop(lm, temperature):
+    prefixes = torch.randint(0, 97, (6, 4), generator=torch.Generator().manual_seed(1))
+    fast = sample(lm, prefixes, 12, temperature=temperature, generator=torch.Generator().manual_seed(7))
+    slow = naive_sample(lm, prefixes, 12, temperature, torch.Generator().manual_seed(7))
+    assert fast.shape == (6, 16)
+    assert torch.equal(fast[:, :4], prefixes)
+    assert torch.equal(fast, slow)
+
+
+def test_sampler_batches_do_not_change_greedy_output(lm):
+    prefixes = torch.randint(0, 97, (10, 4), generator=torch.Generator().manual_seed(2))
+    a = sample(lm, prefixes, 8, temperature=0, batch_size=3)
+    b = sample(lm, prefixes, 8, temperature=0, batch_size=10)
+    assert torch.equal(a, b)
+
+
+def test_greedy_matches_transformers_generate(lm):
+    prefixes = torch.randint(0, 97, (4, 4), generator=torch.Generator().manual_seed(3))
+    ours = sample(lm, prefixes, 10, temperature=0)
+    theirs = lm.generate(prefixes, attention_mask=torch.ones_like(prefixes), do_sample=False,
+                         max_new_tokens=10, min_new_tokens=10, pad_token_id=0)
+    assert torch.equal(ours, theirs)
+
+
+def test_mean_token_prob_matches_naive(lm):
+    tokens = torch.randint(0, 97, (5, 12), generator=torch.Generator().manual_seed(4))
+    got = mean_token_prob(lm, tokens, prefix_len=4, batch_size=2)
+    with torch.no_grad():
+        for i in range(5):
+            probs = torch.softmax(lm(input_ids=tokens[i : i + 1]).logits[0].double(), -1)
+            # positions 3..10 predict tokens 4..11: the continuation only
+            want = torch.stack([probs[t, tokens[i, t + 1]] for t in range(3, 11)]).mean()
+            assert got[i].item() == pytest.approx(want.item(), abs=1e-5)
+
+
+def test_continuation_mask():
+    m = continuation_mask(2, 6, prefix_len=4)
+    assert m.tolist() == [[0, 0, 0, 1, 1]] * 2
+    assert continuation_mask(1, 6, 4, score_prefix=True).tolist() == [[1, 1, 1, 1, 1]]
+
+
+def test_token_logprobs_of_sampled_tokens_are_finite(lm):
+    tokens = sample(lm, torch.zeros(3, 4, dtype=torch.long), 5, temperature=1.0,
+                    generator=torch.Generator().manual_seed(0))
+    logits = lm(input_ids=tokens[:, :-1]).logits
+    assert torch.isfinite(token_logprobs(logits, tokens[:, 1:])).all()
+
+
+def test_classifier_logits_batching_is_invariant():
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "good", "bad", "food", "was"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    clf = tiny_bert(6, 1, 16, 2, num_labels=2, seed=0).eval()
+    texts = ["food was good", "bad", "food was bad food", "good good"]
+    a = classifier_logits(clf, fast, texts, batch_size=1)
+    b = classifier_logits(clf, fast, texts, batch_size=4)
+    assert a.shape == (4, 2)
+    assert torch.allclose(a, b, atol=1e-5)  # padding is masked out
