@@ -11,6 +11,7 @@ fixed sampling seed so that the arms of a comparison train on identical data.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -59,6 +60,7 @@ class Prepared:
     eval_prefixes: torch.Tensor  # (M, p) held-out prefixes
     eval_tokens: torch.Tensor  # (M, T) β's samples of the held-out prefixes (for eval/acc)
     eval_references: list[list[str]]  # held-out sentences sharing each eval prefix
+    eos_id: int  # ends a trajectory; what follows it is filler
     paths: dict[str, str]
 
     def reward(self, output: str) -> torch.Tensor:
@@ -68,16 +70,21 @@ class Prepared:
         return self.reward_logits[:, self.label]
 
 
-def _data_settings(cfg: Config) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg.dataset)
-    if d["path"]:
-        d["path"] = os.path.abspath(d["path"])
-    return d
+def corpus_digest(corpus: Corpus) -> str:
+    """Hash of the corpus content: a changed generator or data file invalidates the cache."""
+    h = hashlib.sha256()
+    for split in (corpus.train, corpus.test):
+        for e in split:
+            h.update(f"{e.task}\t{e.label}\t{e.text}\n".encode())
+        h.update(b"--split--")
+    return h.hexdigest()[:16]
 
 
-def _settings(cfg: Config, task: str) -> dict[str, dict[str, Any]]:
+def _settings(cfg: Config, corpus: Corpus, task: str) -> dict[str, dict[str, Any]]:
     """The cache key of every artifact, each nesting the keys of what it is built from."""
-    data = _data_settings(cfg)
+    data = dataclasses.asdict(cfg.dataset)
+    data["path"] = data["path"] and os.path.abspath(data["path"])
+    data["content"] = corpus_digest(corpus)
     behavior = dataclasses.asdict(cfg.behavior)
     tokenizer = {"dataset": data, "vocab_size": behavior["vocab_size"]}
     behavior_key = {"dataset": data, "behavior": behavior}
@@ -109,7 +116,7 @@ def prepare(cfg: Config) -> Prepared:
         max_words=cfg.dataset.max_words,
     )
     task, label = corpus.task_of(cfg.attribute)
-    keys = _settings(cfg, task)
+    keys = _settings(cfg, corpus, task)
     root = cfg.cache_dir
     threads = torch.get_num_threads()
 
@@ -121,8 +128,14 @@ def prepare(cfg: Config) -> Prepared:
 
     def build_behavior(out: Path) -> None:
         b = cfg.behavior
-        model = tiny_gpt2(len(tokenizer), b.n_layer, b.n_embd, b.n_head, seed=SAMPLING_SEED,
-                          eos_id=tokenizer.eos_token_id)
+        model = tiny_gpt2(
+            len(tokenizer),
+            b.n_layer,
+            b.n_embd,
+            b.n_head,
+            seed=SAMPLING_SEED,
+            eos_id=tokenizer.eos_token_id,
+        )
         ids = tokenizer([e.text for e in corpus.train], add_special_tokens=False)["input_ids"]
         loss = pretrain_lm(
             model,
@@ -147,14 +160,24 @@ def prepare(cfg: Config) -> Prepared:
         test = [e for e in corpus.test if e.task == task]
         model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, len(corpus.tasks[task]), seed=0)
         train_classifier(
-            model, rtok, [e.text for e in train], [e.label for e in train],
-            epochs=r.train_epochs, lr=r.train_lr, batch_size=r.train_batch_size, seed=0,
+            model,
+            rtok,
+            [e.text for e in train],
+            [e.label for e in train],
+            epochs=r.train_epochs,
+            lr=r.train_lr,
+            batch_size=r.train_batch_size,
+            seed=0,
         )
         acc = classifier_accuracy(model, rtok, [e.text for e in test], [e.label for e in test])
-        log.info("reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test))
+        log.info(
+            "reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test)
+        )
         model.save_pretrained(out)
         rtok.save_pretrained(out)
-        (out / "metrics.json").write_text(json.dumps({"heldout_accuracy": acc, "n_test": len(test)}))
+        (out / "metrics.json").write_text(
+            json.dumps({"heldout_accuracy": acc, "n_test": len(test)})
+        )
 
     rew_dir = cached(root, "reward", keys["reward"], build_reward)
     reward_model = BertForSequenceClassification.from_pretrained(rew_dir).eval()
@@ -171,15 +194,38 @@ def prepare(cfg: Config) -> Prepared:
         prefixes = _prefixes(tokenizer, train_texts, s.prefix_len)
         pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
         if len(pick) < s.num_prefixes:
-            log.warning("only %d training prefixes for %s (asked %d)", len(pick), cfg.attribute, s.num_prefixes)
+            log.warning(
+                "only %d training prefixes for %s (asked %d)",
+                len(pick),
+                cfg.attribute,
+                s.num_prefixes,
+            )
         prefixes = prefixes[pick].repeat_interleave(s.samples_per_prefix, dim=0)
         new = s.total_len - s.prefix_len
-        tokens = sample(behavior, prefixes, new, temperature=s.temperature, generator=g, batch_size=s.batch_size)
-        eval_prefixes, refs = _eval_prefixes(tokenizer, test_texts, s.prefix_len, s.eval_prefixes, g)
-        eval_tokens = sample(behavior, eval_prefixes, new, temperature=s.temperature, generator=g,
-                             batch_size=s.batch_size)
+        eos = tokenizer.eos_token_id
+        tokens = sample(
+            behavior, prefixes, new, temperature=s.temperature, generator=g, eos_id=eos,
+            batch_size=s.batch_size,
+        )
+        eval_prefixes, refs = _eval_prefixes(
+            tokenizer, test_texts, s.prefix_len, s.eval_prefixes, g
+        )
+        eval_tokens = sample(
+            behavior,
+            eval_prefixes,
+            new,
+            temperature=s.temperature,
+            generator=g,
+            eos_id=eos,
+            batch_size=s.batch_size,
+        )
         torch.save(
-            {"tokens": tokens, "eval_prefixes": eval_prefixes, "eval_tokens": eval_tokens, "eval_references": refs},
+            {
+                "tokens": tokens,
+                "eval_prefixes": eval_prefixes,
+                "eval_tokens": eval_tokens,
+                "eval_references": refs,
+            },
             out / "trajectories.pt",
         )
 
@@ -190,8 +236,16 @@ def prepare(cfg: Config) -> Prepared:
         texts = tokenizer.batch_decode(traj["tokens"], skip_special_tokens=True)
         torch.save(
             {
-                "reward_logits": classifier_logits(reward_model, reward_tokenizer, texts, batch_size=s.batch_size),
-                "behavior_prob": mean_token_prob(behavior, traj["tokens"], s.prefix_len, batch_size=s.batch_size),
+                "reward_logits": classifier_logits(
+                    reward_model, reward_tokenizer, texts, batch_size=s.batch_size
+                ),
+                "behavior_prob": mean_token_prob(
+                    behavior,
+                    traj["tokens"],
+                    s.prefix_len,
+                    eos_id=tokenizer.eos_token_id,
+                    batch_size=s.batch_size,
+                ),
             },
             out / "scores.pt",
         )
@@ -200,14 +254,32 @@ def prepare(cfg: Config) -> Prepared:
     scores = torch.load(score_dir / "scores.pt")
     torch.set_num_threads(threads)
     return Prepared(
-        corpus=corpus, task=task, label=label, tokenizer=tokenizer, behavior=behavior,
-        reward_model=reward_model, reward_tokenizer=reward_tokenizer, reward_accuracy=reward_accuracy,
-        prefix_len=s.prefix_len, tokens=traj["tokens"], reward_logits=scores["reward_logits"],
-        behavior_prob=scores["behavior_prob"], eval_prefixes=traj["eval_prefixes"],
-        eval_tokens=traj["eval_tokens"], eval_references=traj["eval_references"],
-        paths={k: str(v) for k, v in
-               {"tokenizer": tok_dir, "behavior": beh_dir, "reward": rew_dir,
-                "trajectories": traj_dir, "scores": score_dir}.items()},
+        corpus=corpus,
+        task=task,
+        label=label,
+        tokenizer=tokenizer,
+        behavior=behavior,
+        reward_model=reward_model,
+        reward_tokenizer=reward_tokenizer,
+        reward_accuracy=reward_accuracy,
+        prefix_len=s.prefix_len,
+        eos_id=tokenizer.eos_token_id,
+        tokens=traj["tokens"],
+        reward_logits=scores["reward_logits"],
+        behavior_prob=scores["behavior_prob"],
+        eval_prefixes=traj["eval_prefixes"],
+        eval_tokens=traj["eval_tokens"],
+        eval_references=traj["eval_references"],
+        paths={
+            k: str(v)
+            for k, v in {
+                "tokenizer": tok_dir,
+                "behavior": beh_dir,
+                "reward": rew_dir,
+                "trajectories": traj_dir,
+                "scores": score_dir,
+            }.items()
+        },
     )
 
 
@@ -231,7 +303,7 @@ def _eval_prefixes(tokenizer, texts: list[str], p: int, n: int, g: torch.Generat
     """n held-out prefixes, each with every held-out sentence that starts with it as references."""
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     by_prefix: dict[tuple[int, ...], list[str]] = {}
-    for x, text in zip(ids, texts):
+    for x, text in zip(ids, texts, strict=True):
         if len(x) > p:
             by_prefix.setdefault(tuple(x[:p]), []).append(text)
     keys = sorted(by_prefix)

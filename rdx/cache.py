@@ -47,7 +47,9 @@ def cached(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         build(tmp)
-        (tmp / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
+        (tmp / "settings.json").write_text(
+            json.dumps(settings, indent=1, sort_keys=True, default=str)
+        )
         os.rename(tmp, final)
         log.info("cache: built %s/%s", kind, final.name)
     return final

@@ -14,8 +14,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-
-
 DROPOUT_MODES = ("none", "quantile", "random", "threshold")
 
 
@@ -204,10 +202,13 @@ def validate(raw: dict[str, Any]) -> Config:
 
     if mode in ("quantile", "random"):
         if cfg.gamma is None or not 0.0 <= cfg.gamma < 1.0:
-            raise ConfigError(f"gamma={cfg.gamma!r}: expected a number in [0, 1) for {mode} dropout")
+            raise ConfigError(
+                f"gamma={cfg.gamma!r}: expected a number in [0, 1) for {mode} dropout"
+            )
         if mode == "quantile" and cfg.trainer.batch_size < 2:
             raise ConfigError(
-                f"trainer.batch_size={cfg.trainer.batch_size}: quantile dropout needs a batch of >= 2"
+                f"trainer.batch_size={cfg.trainer.batch_size}: "
+                "quantile dropout needs a batch of >= 2"
             )
     if mode == "threshold" and cfg.dropout.delta is None:
         raise ConfigError("dropout.delta=None: threshold dropout needs a number (keep r̂ > delta)")
@@ -220,12 +221,21 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):
-        raise ConfigError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu, cuda[:N] or mps")
-    if cfg.model.init == "pretrained" and cfg.model.hub is None:
-        raise ConfigError("model.init='pretrained': needs a hub model (model=gpt2 ...); use random or behavior")
-    if cfg.model.init == "behavior" and cfg.model.hub is not None and cfg.model.hub != cfg.behavior.hub:
         raise ConfigError(
-            f"model.init='behavior': target {cfg.model.hub!r} and behavior {cfg.behavior.hub!r} differ"
+            f"trainer.device={cfg.trainer.device!r}: expected auto, cpu, cuda[:N] or mps"
+        )
+    if cfg.model.init == "pretrained" and cfg.model.hub is None:
+        raise ConfigError(
+            "model.init='pretrained': needs a hub model (model=gpt2 ...); use random or behavior"
+        )
+    if (
+        cfg.model.init == "behavior"
+        and cfg.model.hub is not None
+        and cfg.model.hub != cfg.behavior.hub
+    ):
+        raise ConfigError(
+            f"model.init='behavior': target {cfg.model.hub!r} and "
+            f"behavior {cfg.behavior.hub!r} differ"
         )
 
     s = cfg.sampling
@@ -241,7 +251,14 @@ def validate(raw: dict[str, Any]) -> Config:
     _positive("trainer.is_clip", cfg.trainer.is_clip, allow_none=True)
     _positive("trainer.threads", cfg.trainer.threads, allow_none=True)
     _positive("dataset.n_per_attribute", cfg.dataset.n_per_attribute, allow_none=True)
-    for key in ("n_layer", "n_embd", "n_head", "vocab_size", "pretrain_steps", "pretrain_batch_size"):
+    for key in (
+        "n_layer",
+        "n_embd",
+        "n_head",
+        "vocab_size",
+        "pretrain_steps",
+        "pretrain_batch_size",
+    ):
         _positive(f"behavior.{key}", getattr(cfg.behavior, key))
     if cfg.behavior.n_embd % cfg.behavior.n_head:
         raise ConfigError(
@@ -250,7 +267,8 @@ def validate(raw: dict[str, Any]) -> Config:
         )
     if cfg.reward.n_embd % cfg.reward.n_head:
         raise ConfigError(
-            f"reward.n_embd={cfg.reward.n_embd}: must be divisible by reward.n_head={cfg.reward.n_head}"
+            f"reward.n_embd={cfg.reward.n_embd}: must be divisible by "
+            f"reward.n_head={cfg.reward.n_head}"
         )
 
     _check_data(cfg)

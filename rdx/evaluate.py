@@ -19,7 +19,11 @@ from rdx.sampling import classifier_logits, continuation_mask, mean_token_prob, 
 
 @torch.no_grad()
 def teacher_forced_accuracy(
-    policy: PreTrainedModel, tokens: torch.Tensor, prefix_len: int, batch_size: int = 256
+    policy: PreTrainedModel,
+    tokens: torch.Tensor,
+    prefix_len: int,
+    eos_id: int | None = None,
+    batch_size: int = 256,
 ) -> float:
     """Mean masked argmax accuracy of π on continuation tokens (the paper's Acc)."""
     device = next(policy.parameters()).device
@@ -27,7 +31,7 @@ def teacher_forced_accuracy(
     for start in range(0, len(tokens), batch_size):
         x = tokens[start : start + batch_size].to(device)
         logits = policy(input_ids=x[:, :-1]).logits
-        mask = continuation_mask(len(x), x.shape[1], prefix_len).to(device)
+        mask = continuation_mask(x, prefix_len, eos_id=eos_id)
         total += masked_accuracy(logits, x[:, 1:], mask).sum().item()
         count += len(x)
     return total / max(count, 1)
@@ -52,8 +56,16 @@ def evaluate(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """eval/* figures and the generated samples (prefix, generation, reward)."""
     p = prep.prefix_len
-    gen = sample(policy, prep.eval_prefixes, total_len - p, temperature=temperature, generator=generator)
-    likelihood = mean_token_prob(prep.behavior, gen, p)
+    eos = prep.eos_id
+    gen = sample(
+        policy,
+        prep.eval_prefixes,
+        total_len - p,
+        temperature=temperature,
+        generator=generator,
+        eos_id=eos,
+    )
+    likelihood = mean_token_prob(prep.behavior, gen, p, eos_id=eos)
     reward = attribute_prob(prep, gen)
     full = prep.tokenizer.batch_decode(gen, skip_special_tokens=True)
     prefixes = prep.tokenizer.batch_decode(gen[:, :p], skip_special_tokens=True)
@@ -64,8 +76,9 @@ def evaluate(
     metrics = {
         "eval/likelihood": likelihood.mean().item(),
         "eval/reward": reward.mean().item(),
-        "eval/acc": teacher_forced_accuracy(policy, prep.eval_tokens, p),
-        "eval/length": sum(len(c.split()) for c in continuations) / len(continuations),
+        "eval/acc": teacher_forced_accuracy(policy, prep.eval_tokens, p, eos),
+        # generated tokens up to and including EOS: short degenerate text shows up here
+        "eval/length": continuation_mask(gen, p, eos_id=eos).sum(1).mean().item(),
         "eval/distinct2": distinct_n(continuations, 2),
     }
     if text_metrics:
@@ -75,6 +88,8 @@ def evaluate(
         metrics.update({f"eval/{k}": v for k, v in scores.items()})
     samples = [
         {"prefix": a, "generation": b, "reward": r, "likelihood": li}
-        for a, b, r, li in zip(prefixes, continuations, reward.tolist(), likelihood.tolist())
+        for a, b, r, li in zip(
+            prefixes, continuations, reward.tolist(), likelihood.tolist(), strict=True
+        )
     ]
     return metrics, samples

@@ -30,8 +30,15 @@ def resolve_mode(cfg: LoggerConfig) -> str:
 class WandbLogger:
     """A thin shell over wandb: flat metric names (train/…, eval/…, perf/…), CleanRL style."""
 
-    def __init__(self, cfg: LoggerConfig, run_dir: Path, name: str, config: dict[str, Any],
-                 group: str | None, tags: list[str]):
+    def __init__(
+        self,
+        cfg: LoggerConfig,
+        run_dir: Path,
+        name: str,
+        config: dict[str, Any],
+        group: str | None,
+        tags: list[str],
+    ):
         self.mode = resolve_mode(cfg)
         self.run = None
         if self.mode == "disabled":
@@ -42,9 +49,17 @@ class WandbLogger:
         run_id = id_path.read_text().strip() if id_path.exists() else wandb.util.generate_id()
         id_path.write_text(run_id)
         self.run = wandb.init(
-            project=cfg.project, entity=cfg.entity, dir=str(run_dir), id=run_id, resume="allow",
-            mode=self.mode, name=name, group=cfg.group or group, tags=tags + list(cfg.tags),
-            config=config, reinit="finish_previous",
+            project=cfg.project,
+            entity=cfg.entity,
+            dir=str(run_dir),
+            id=run_id,
+            resume="allow",
+            mode=self.mode,
+            name=name,
+            group=cfg.group or group,
+            tags=tags + list(cfg.tags),
+            config=config,
+            reinit="finish_previous",
         )
         log.info("wandb: %s run %s (%s)", self.mode, run_id, run_dir / "wandb")
 

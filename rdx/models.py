@@ -87,8 +87,9 @@ def load_hub(kind: str, name: str, **kwargs) -> PreTrainedModel:
         return loader.from_pretrained(name, **kwargs)
     except OSError as err:
         raise HubUnavailable(
-            f"cannot load {name!r} from the Hugging Face hub or its local cache ({err.__class__.__name__}); "
-            "download it on a machine with access (huggingface-cli download NAME), or set RDX_HUB=1 "
+            f"cannot load {name!r} from the Hugging Face hub or its local cache "
+            f"({err.__class__.__name__}); download it on a machine with access "
+            "(huggingface-cli download NAME), or set RDX_HUB=1 "
             "to allow downloads, or use the tiny presets (model=tiny behavior=tiny reward=tiny)"
         ) from None
 

@@ -1,6 +1,6 @@
 """Build the cached artifacts (corpus tokenizer, β, R, trajectories, scores) without training.
 
-    python -m rdx.prepare attribute=sport     # same overrides as rdx.train
+python -m rdx.prepare attribute=sport     # same overrides as rdx.train
 """
 
 import sys

@@ -37,7 +37,10 @@ def pretrain_lm(
     # Short warm-up then cosine decay: stable at a high lr for a few hundred steps.
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+        ),
     )
     model.train()
     loss_ema = None
@@ -59,7 +62,9 @@ def pretrain_lm(
 
 def _lm_loss(model: PreTrainedModel, x: Tensor) -> Tensor:
     logits = model(input_ids=x[:, :-1]).logits
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)
+    )
 
 
 def train_classifier(
@@ -82,8 +87,13 @@ def train_classifier(
         total = 0.0
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                            max_length=64, return_tensors="pt")
+            enc = tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=64,
+                return_tensors="pt",
+            )
             loss = model(**enc, labels=y[idx]).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -94,7 +104,9 @@ def train_classifier(
 
 
 @torch.no_grad()
-def classifier_accuracy(model: PreTrainedModel, tokenizer, texts: list[str], labels: list[int]) -> float:
+def classifier_accuracy(
+    model: PreTrainedModel, tokenizer, texts: list[str], labels: list[int]
+) -> float:
     from rdx.sampling import classifier_logits
 
     pred = classifier_logits(model, tokenizer, texts).argmax(-1)

@@ -54,8 +54,14 @@ def build_policy(cfg: Config, prep: Prepared) -> torch.nn.Module:
         policy = copy.deepcopy(prep.behavior)
     else:
         b = cfg.behavior
-        policy = tiny_gpt2(len(prep.tokenizer), b.n_layer, b.n_embd, b.n_head, seed=cfg.seed,
-                           eos_id=prep.tokenizer.eos_token_id)
+        policy = tiny_gpt2(
+            len(prep.tokenizer),
+            b.n_layer,
+            b.n_embd,
+            b.n_head,
+            seed=cfg.seed,
+            eos_id=prep.tokenizer.eos_token_id,
+        )
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
     return policy
@@ -83,7 +89,9 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
         torch.set_rng_state(checkpoint["torch_rng"])
-        log.info("resuming from %s at epoch %d (step %d)", records.checkpoint_path, start_epoch, step)
+        log.info(
+            "resuming from %s at epoch %d (step %d)", records.checkpoint_path, start_epoch, step
+        )
     # Records of a partial epoch after the checkpoint would be logged twice otherwise.
     records.trim_metrics(start_epoch)
     records.trim_metrics(start_epoch, "trace.jsonl")
@@ -97,7 +105,9 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     n_batches = n // batch  # drop the last partial batch: quantiles of a tiny batch are noise
     if n_batches == 0:
         raise ValueError(f"trainer.batch_size={batch}: larger than the {n} trajectories")
-    mask = continuation_mask(batch, length, prep.prefix_len, score_prefix=t.score_prefix).to(device)
+    masks = continuation_mask(
+        tokens, prep.prefix_len, eos_id=prep.eos_id, score_prefix=t.score_prefix
+    )
     probe = torch.arange(batch)  # a fixed batch traced every epoch for the Fig. 6 heatmap
     mode, gamma, delta = cfg.dropout.mode, cfg.gamma, cfg.dropout.delta
 
@@ -105,19 +115,26 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         order = torch.randperm(n, generator=_generator(cfg.seed, epoch, _ORDER))
         drop_gen = _generator(cfg.seed, epoch, _DROPOUT)
         sums = {"acc": 0.0, "reward": 0.0}
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
-                   disable=None, dynamic_ncols=True)
+        bar = tqdm(
+            range(n_batches),
+            desc=f"epoch {epoch + 1}/{t.epochs}",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
         tic, tokens_seen = time.perf_counter(), 0
         for b in bar:
             idx = order[b * batch : (b + 1) * batch]
-            x = tokens[idx].to(device)
+            x, mask = tokens[idx].to(device), masks[idx].to(device)
             r, bp = reward[idx].to(device), beta[idx].to(device)
             with _autocast(device, t.precision):
                 logits = policy(input_ids=x[:, :-1]).logits
-            keep = keep_mask(mode, bi_objective_reward(r, bp), gamma=gamma, delta=delta,
-                             generator=drop_gen)
-            out = reward_dropout_loss(logits, x[:, 1:], mask, r, bp, keep,
-                                      is_clip=t.is_clip, entropy=t.entropy)
+            keep = keep_mask(
+                mode, bi_objective_reward(r, bp), gamma=gamma, delta=delta, generator=drop_gen
+            )
+            out = reward_dropout_loss(
+                logits, x[:, 1:], mask, r, bp, keep, is_clip=t.is_clip, entropy=t.entropy
+            )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
@@ -126,10 +143,16 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             # teacher-forced accuracy on all samples (kept or not), and R of π's greedy
             # continuations of the batch's prefixes.
             sums["acc"] += masked_accuracy(logits.detach(), x[:, 1:], mask).mean().item()
-            greedy = sample(policy, x[:, : prep.prefix_len], length - prep.prefix_len, temperature=0)
+            greedy = sample(
+                policy,
+                x[:, : prep.prefix_len],
+                length - prep.prefix_len,
+                temperature=0,
+                eos_id=prep.eos_id,
+            )
             sums["reward"] += attribute_prob(prep, greedy).mean().item()
             step += 1
-            tokens_seen += x.numel()
+            tokens_seen += int(mask.sum().item())  # scored tokens, not EOS filler
             bar.set_postfix(loss=f"{out.loss.item():.3f}", keep=f"{keep.float().mean().item():.2f}")
             if step % t.log_every == 0 or b == n_batches - 1:
                 rec = {
@@ -144,7 +167,10 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         bar.close()
 
         eval_metrics, samples = evaluate(
-            policy, prep, total_len=length, temperature=cfg.sampling.temperature,
+            policy,
+            prep,
+            total_len=length,
+            temperature=cfg.sampling.temperature,
             generator=_generator(cfg.seed, epoch, _EVAL),
         )
         epoch_rec = {
@@ -155,22 +181,30 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         history.append(epoch_rec)
         records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **epoch_rec})
         logger.log({"epoch": epoch + 1, **epoch_rec}, step=step)
-        records.append_jsonl("trace.jsonl", {"epoch": epoch, **_trace(policy, prep, probe, cfg, mask, device)})
+        records.append_jsonl(
+            "trace.jsonl", {"epoch": epoch, **_trace(policy, prep, probe, cfg, masks[probe].to(device), device)}
+        )
         records.write_jsonl("samples.jsonl", samples)
         log.info(
             "epoch %d/%d  acc %.3f  reward %.3f  eval/likelihood %.3f  eval/reward %.3f",
-            epoch + 1, t.epochs, epoch_rec["train/acc"], epoch_rec["train/reward"],
-            epoch_rec["eval/likelihood"], epoch_rec["eval/reward"],
+            epoch + 1,
+            t.epochs,
+            epoch_rec["train/acc"],
+            epoch_rec["train/reward"],
+            epoch_rec["eval/likelihood"],
+            epoch_rec["eval/reward"],
         )
-        records.save_checkpoint({
-            "model": policy.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch + 1,
-            "step": step,
-            "history": history,
-            "torch_rng": torch.get_rng_state(),
-            "wandb_id": getattr(logger.run, "id", None),
-        })
+        records.save_checkpoint(
+            {
+                "model": policy.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "step": step,
+                "history": history,
+                "torch_rng": torch.get_rng_state(),
+                "wandb_id": getattr(logger.run, "id", None),
+            }
+        )
 
     return _summary(cfg, prep, history)
 
@@ -182,8 +216,13 @@ def _trace(policy, prep: Prepared, probe, cfg: Config, mask, device) -> dict[str
     r = prep.reward(cfg.reward.output)[probe].to(device)
     bp = prep.behavior_prob[probe].to(device)
     logits = policy(input_ids=x[:, :-1]).logits
-    keep = keep_mask(cfg.dropout.mode, bi_objective_reward(r, bp), gamma=cfg.gamma,
-                     delta=cfg.dropout.delta, generator=_generator(cfg.seed, 0, _DROPOUT))
+    keep = keep_mask(
+        cfg.dropout.mode,
+        bi_objective_reward(r, bp),
+        gamma=cfg.gamma,
+        delta=cfg.dropout.delta,
+        generator=_generator(cfg.seed, 0, _DROPOUT),
+    )
     out = reward_dropout_loss(logits, x[:, 1:], mask, r, bp, keep, is_clip=cfg.trainer.is_clip)
     return {"r_hat": out.r_hat.tolist(), "pi_mean": out.pi_mean.tolist(), "keep": keep.tolist()}
 
@@ -211,5 +250,3 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "sweep": cfg.sweep,
         "n_trajectories": len(prep.tokens),
     }
-
-

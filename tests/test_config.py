@@ -23,9 +23,17 @@ def compose_cfg(*overrides: str) -> Config:
 def test_default_is_the_embedded_quantile_run():
     cfg = compose_cfg()
     assert (cfg.dataset.name, cfg.model.name, cfg.behavior.name, cfg.reward.name) == (
-        "synthetic", "tiny", "tiny", "tiny")
+        "synthetic",
+        "tiny",
+        "tiny",
+        "tiny",
+    )
     assert (cfg.dropout.mode, cfg.gamma, cfg.trainer.batch_size) == ("quantile", 0.8, 64)
-    assert (cfg.sampling.prefix_len, cfg.sampling.total_len, cfg.sampling.temperature) == (4, 30, 0.4)
+    assert (cfg.sampling.prefix_len, cfg.sampling.total_len, cfg.sampling.temperature) == (
+        4,
+        30,
+        0.4,
+    )
 
 
 def test_none_and_threshold_record_gamma_as_null():
@@ -35,7 +43,9 @@ def test_none_and_threshold_record_gamma_as_null():
 
 
 def test_overrides_reach_the_typed_config():
-    cfg = compose_cfg("dropout=random", "gamma=0.4", "attribute=sport", "seed=3", "trainer.is_clip=null")
+    cfg = compose_cfg(
+        "dropout=random", "gamma=0.4", "attribute=sport", "seed=3", "trainer.is_clip=null"
+    )
     assert (cfg.dropout.mode, cfg.gamma, cfg.attribute, cfg.seed) == ("random", 0.4, "sport", 3)
     assert cfg.trainer.is_clip is None
 
@@ -78,16 +88,29 @@ def test_unknown_key_is_rejected():
     "args, message",
     [
         (["gamma=1.5"], "rdx: config error: gamma=1.5: expected a number in [0, 1)"),
-        (["dropout=quantil"], "rdx: config error: dropout='quantil': expected one of none, quantile, random, threshold"),
+        (
+            ["dropout=quantil"],
+            "rdx: config error: dropout='quantil': "
+            "expected one of none, quantile, random, threshold",
+        ),
         (["-m", "dropout=none,rand"], "rdx: config error: dropout='rand': expected one of"),
         (["attribute=happy"], "rdx: config error: attribute='happy'"),
     ],
 )
 def test_cli_fails_fast_with_one_line(tmp_path, args, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "rdx.train", *args, f"hydra.run.dir={tmp_path}/run",
-         f"hydra.sweep.dir={tmp_path}/sweep"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "rdx.train",
+            *args,
+            f"hydra.run.dir={tmp_path}/run",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -11,7 +11,7 @@ def test_quantile_keep_by_hand():
     # sorted: 1 2 3 4 5; q_0.5 = 3 (index 2) -> keep 3, 4, 5
     r = torch.tensor([5.0, 1.0, 3.0, 2.0, 4.0])
     assert quantile_keep(r, 0.5).tolist() == [True, False, True, False, True]
-    # q_0.8 with linear interpolation: position 0.8 * 4 = 3.2 -> 4 + 0.2 * (5 - 4) = 4.2 -> keep only 5
+    # q_0.8, linear interpolation: position 0.8 * 4 = 3.2 -> 4 + 0.2 * (5 - 4) = 4.2 -> keep 5
     assert quantile_keep(r, 0.8).tolist() == [True, False, False, False, False]
 
 
@@ -38,7 +38,9 @@ def test_quantile_keep_matches_numpy(gamma):
     assert quantile_keep(r, gamma).sum().item() == 64 - math.ceil(gamma * 63 - 1e-9)
 
 
-@pytest.mark.parametrize("gamma,batch,dropped", [(0.2, 64, 12), (0.8, 64, 51), (0.29, 100, 29), (0.0, 5, 0)])
+@pytest.mark.parametrize(
+    "gamma,batch,dropped", [(0.2, 64, 12), (0.8, 64, 51), (0.29, 100, 29), (0.0, 5, 0)]
+)
 def test_random_keep_drops_exactly_floor_gamma_b(gamma, batch, dropped):
     g = torch.Generator().manual_seed(0)
     keep = random_keep(torch.zeros(batch), gamma, g)

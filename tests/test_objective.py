@@ -28,14 +28,14 @@ def reference_loss(logits, targets, mask, reward, beta, keep, is_clip, entropy):
         pis.append(lp.exp().mean().item())
         ces.append(-lp.mean())
         r_hats.append(reward[i].item() + math.log(beta[i].item() + EPS))
-    w = [p / (b.item() + EPS) for p, b in zip(pis, beta)]
+    w = [p / (b.item() + EPS) for p, b in zip(pis, beta, strict=True)]
     if is_clip is not None:
         norm = math.sqrt(sum(x * x for x in w))
         w = [x * is_clip / max(norm, is_clip) for x in w]
     for i in range(B):
         adv = r_hats[i] - math.log(pis[i] + EPS) if entropy else r_hats[i]
         coefs.append(w[i] * adv * float(keep[i]))
-    loss = sum(c * ce.item() for c, ce in zip(coefs, ces))
+    loss = sum(c * ce.item() for c, ce in zip(coefs, ces, strict=True))
     return loss, coefs, r_hats, pis, [c.item() for c in ces]
 
 

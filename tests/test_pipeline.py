@@ -34,19 +34,40 @@ def finished(cache, tmp_path_factory):
 def test_run_writes_every_record(finished):
     run_dir, result = finished
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.yaml", "status.json", "metrics.jsonl", "summary.json", "samples.jsonl",
-            "trace.jsonl", "checkpoint.pt"} <= names
+    assert {
+        "config.yaml",
+        "status.json",
+        "metrics.jsonl",
+        "summary.json",
+        "samples.jsonl",
+        "trace.jsonl",
+        "checkpoint.pt",
+    } <= names
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "completed" and status["error"] is None and status["ended"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["acc_plus_reward"] == pytest.approx(summary["acc"] + summary["reward"])
     assert result == pytest.approx(summary["acc_plus_reward"])
     assert 0 <= summary["acc"] <= 1 and 0 <= summary["reward"] <= 1
-    for key in ("likelihood", "reward", "acc", "bleu", "rouge1", "rouge2", "rougeL", "meteor",
-                "length", "distinct2"):
+    for key in (
+        "likelihood",
+        "reward",
+        "acc",
+        "bleu",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "meteor",
+        "length",
+        "distinct2",
+    ):
         assert f"eval/{key}" in summary
     assert (summary["dataset"], summary["attribute"], summary["dropout"], summary["gamma"]) == (
-        "synthetic", "positive", "quantile", 0.8)
+        "synthetic",
+        "positive",
+        "quantile",
+        0.8,
+    )
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["dropout"]["mode"] == "quantile" and config["trainer"]["epochs"] == 2
 
@@ -108,8 +129,11 @@ def test_seeds_share_artifacts_and_dropout_arms_differ(cache, tmp_path, caplog):
     assert caplog.text.count("cache: reusing") == 5
     none = json.loads((tmp_path / "none" / "summary.json").read_text())
     assert none["dropout"] == "none" and none["gamma"] is None and none["seed"] == 1
-    keep = {r["train/keep_frac"] for r in RunRecords(tmp_path / "none").read_metrics()
-            if r["kind"] == "step"}
+    keep = {
+        r["train/keep_frac"]
+        for r in RunRecords(tmp_path / "none").read_metrics()
+        if r["kind"] == "step"
+    }
     assert keep == {1.0}
 
 
@@ -117,8 +141,11 @@ def test_other_attribute_builds_only_its_own_artifacts(cache, tmp_path, caplog):
     cfg = dataclasses.replace(smoke(cache, "attribute=sport"), stage="prepare")
     with caplog.at_level(logging.INFO, logger="rdx"):
         assert execute(cfg, tmp_path) is None
-    built = {line.split("cache: building ")[1].split("/")[0]
-             for line in caplog.text.splitlines() if "cache: building" in line}
+    built = {
+        line.split("cache: building ")[1].split("/")[0]
+        for line in caplog.text.splitlines()
+        if "cache: building" in line
+    }
     # the tokenizer and β are shared by every attribute; R is per task (topic here)
     assert built == {"reward", "trajectories", "scores"}
     assert not (tmp_path / "summary.json").exists()

@@ -22,7 +22,9 @@ def naive_sample(model, prefixes, new_tokens, temperature, generator):
             if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)
             else:
-                nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)
+                nxt = torch.multinomial(
+                    torch.softmax(logits / temperature, -1), 1, generator=generator
+                )
             x = torch.cat([x, nxt], dim=1)
     return x
 
@@ -30,7 +32,9 @@ def naive_sample(model, prefixes, new_tokens, temperature, generator):
 @pytest.mark.parametrize("temperature", [0.0, 0.4, 1.0])
 def test_cached_sampler_matches_no_cache_loop(lm, temperature):
     prefixes = torch.randint(0, 97, (6, 4), generator=torch.Generator().manual_seed(1))
-    fast = sample(lm, prefixes, 12, temperature=temperature, generator=torch.Generator().manual_seed(7))
+    fast = sample(
+        lm, prefixes, 12, temperature=temperature, generator=torch.Generator().manual_seed(7)
+    )
     slow = naive_sample(lm, prefixes, 12, temperature, torch.Generator().manual_seed(7))
     assert fast.shape == (6, 16)
     assert torch.equal(fast[:, :4], prefixes)
@@ -47,38 +51,76 @@ def test_sampler_batches_do_not_change_greedy_output(lm):
 def test_greedy_matches_transformers_generate(lm):
     prefixes = torch.randint(0, 97, (4, 4), generator=torch.Generator().manual_seed(3))
     ours = sample(lm, prefixes, 10, temperature=0)
-    theirs = lm.generate(prefixes, attention_mask=torch.ones_like(prefixes), do_sample=False,
-                         max_new_tokens=10, min_new_tokens=10, pad_token_id=0)
+    theirs = lm.generate(
+        prefixes,
+        attention_mask=torch.ones_like(prefixes),
+        do_sample=False,
+        max_new_tokens=10,
+        min_new_tokens=10,
+        pad_token_id=0,
+    )
     assert torch.equal(ours, theirs)
 
 
 def test_mean_token_prob_matches_naive(lm):
-    tokens = torch.randint(0, 97, (5, 12), generator=torch.Generator().manual_seed(4))
-    got = mean_token_prob(lm, tokens, prefix_len=4, batch_size=2)
+    tokens = torch.randint(1, 97, (5, 12), generator=torch.Generator().manual_seed(4))
+    tokens[1, 7:] = 0  # EOS at position 7: positions 8.. are filler
+    got = mean_token_prob(lm, tokens, prefix_len=4, eos_id=0, batch_size=2)
     with torch.no_grad():
         for i in range(5):
             probs = torch.softmax(lm(input_ids=tokens[i : i + 1]).logits[0].double(), -1)
             # positions 3..10 predict tokens 4..11: the continuation only
-            want = torch.stack([probs[t, tokens[i, t + 1]] for t in range(3, 11)]).mean()
+            last = 6 if i == 1 else 10
+            want = torch.stack([probs[t, tokens[i, t + 1]] for t in range(3, last + 1)]).mean()
             assert got[i].item() == pytest.approx(want.item(), abs=1e-5)
 
 
 def test_continuation_mask():
-    m = continuation_mask(2, 6, prefix_len=4)
-    assert m.tolist() == [[0, 0, 0, 1, 1]] * 2
-    assert continuation_mask(1, 6, 4, score_prefix=True).tolist() == [[1, 1, 1, 1, 1]]
+    tokens = torch.tensor([[5, 6, 7, 8, 9, 9], [5, 6, 7, 8, 2, 2]])
+    assert continuation_mask(tokens, prefix_len=4).tolist() == [[0, 0, 0, 1, 1]] * 2
+    assert continuation_mask(tokens[:1], 4, score_prefix=True).tolist() == [[1, 1, 1, 1, 1]]
+    # EOS (id 2) at position 4 is scored, the filler after it is not
+    eos = torch.tensor([[5, 6, 7, 8, 3, 2, 2, 2], [5, 2, 7, 8, 2, 2, 2, 2], [5, 6, 7, 8, 3, 4, 1, 2]])
+    assert continuation_mask(eos, 4, eos_id=2).tolist() == [
+        [0, 0, 0, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0, 0, 0],  # an EOS inside the prefix ends nothing
+        [0, 0, 0, 1, 1, 1, 1],
+    ]
+    assert continuation_mask(eos, 4, eos_id=2, score_prefix=True)[0].tolist() == [1, 1, 1, 1, 1, 0, 0]
+
+
+def test_sampler_stops_rows_at_eos(lm):
+    prefixes = torch.randint(3, 97, (16, 4), generator=torch.Generator().manual_seed(8))
+    free = sample(lm, prefixes, 10, temperature=1.0, generator=torch.Generator().manual_seed(9))
+    eos = int(free[0, 6])  # a token row 0 emits at its third step: make it the EOS
+    got = sample(lm, prefixes, 10, temperature=1.0, generator=torch.Generator().manual_seed(9),
+                 eos_id=eos)
+    assert got.shape == (16, 14)
+    for row_free, row in zip(free, got, strict=True):
+        hits = (row_free[4:] == eos).nonzero()
+        if len(hits) == 0:
+            assert torch.equal(row, row_free)
+        else:
+            end = 4 + hits[0].item()
+            assert torch.equal(row[: end + 1], row_free[: end + 1])
+            assert (row[end:] == eos).all()
 
 
 def test_token_logprobs_of_sampled_tokens_are_finite(lm):
-    tokens = sample(lm, torch.zeros(3, 4, dtype=torch.long), 5, temperature=1.0,
-                    generator=torch.Generator().manual_seed(0))
+    tokens = sample(
+        lm,
+        torch.zeros(3, 4, dtype=torch.long),
+        5,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     logits = lm(input_ids=tokens[:, :-1]).logits
     assert torch.isfinite(token_logprobs(logits, tokens[:, 1:])).all()
 
 
 def test_classifier_logits_batching_is_invariant():
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "good", "bad", "food", "was"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
