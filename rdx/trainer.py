@@ -182,7 +182,8 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **epoch_rec})
         logger.log({"epoch": epoch + 1, **epoch_rec}, step=step)
         records.append_jsonl(
-            "trace.jsonl", {"epoch": epoch, **_trace(policy, prep, probe, cfg, masks[probe].to(device), device)}
+            "trace.jsonl",
+            {"epoch": epoch, **_trace(policy, prep, probe, cfg, masks[probe].to(device), device)},
         )
         records.write_jsonl("samples.jsonl", samples)
         log.info(
@@ -238,6 +239,8 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "dataset": cfg.dataset.name,
         "attribute": cfg.attribute,
         "model": cfg.model.name,
+        "model_hub": cfg.model.hub,
+        "trainable": cfg.model.trainable,
         "behavior": cfg.behavior.name,
         "reward_model": cfg.reward.name,
         "init": cfg.model.init,

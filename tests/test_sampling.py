@@ -79,22 +79,33 @@ def test_continuation_mask():
     tokens = torch.tensor([[5, 6, 7, 8, 9, 9], [5, 6, 7, 8, 2, 2]])
     assert continuation_mask(tokens, prefix_len=4).tolist() == [[0, 0, 0, 1, 1]] * 2
     assert continuation_mask(tokens[:1], 4, score_prefix=True).tolist() == [[1, 1, 1, 1, 1]]
-    # EOS (id 2) at position 4 is scored, the filler after it is not
-    eos = torch.tensor([[5, 6, 7, 8, 3, 2, 2, 2], [5, 2, 7, 8, 2, 2, 2, 2], [5, 6, 7, 8, 3, 4, 1, 2]])
+    # row 0: the EOS (id 2) at position 5 is scored, the filler after it is not
+    eos = torch.tensor(
+        [[5, 6, 7, 8, 3, 2, 2, 2], [5, 2, 7, 8, 2, 2, 2, 2], [5, 6, 7, 8, 3, 4, 1, 2]]
+    )
     assert continuation_mask(eos, 4, eos_id=2).tolist() == [
         [0, 0, 0, 1, 1, 0, 0],
         [0, 0, 0, 1, 0, 0, 0],  # an EOS inside the prefix ends nothing
         [0, 0, 0, 1, 1, 1, 1],
     ]
-    assert continuation_mask(eos, 4, eos_id=2, score_prefix=True)[0].tolist() == [1, 1, 1, 1, 1, 0, 0]
+    assert continuation_mask(eos, 4, eos_id=2, score_prefix=True)[0].tolist() == [
+        1,
+        1,
+        1,
+        1,
+        1,
+        0,
+        0,
+    ]
 
 
 def test_sampler_stops_rows_at_eos(lm):
     prefixes = torch.randint(3, 97, (16, 4), generator=torch.Generator().manual_seed(8))
     free = sample(lm, prefixes, 10, temperature=1.0, generator=torch.Generator().manual_seed(9))
     eos = int(free[0, 6])  # a token row 0 emits at its third step: make it the EOS
-    got = sample(lm, prefixes, 10, temperature=1.0, generator=torch.Generator().manual_seed(9),
-                 eos_id=eos)
+    got = sample(
+        lm, prefixes, 10, temperature=1.0, generator=torch.Generator().manual_seed(9), eos_id=eos
+    )
     assert got.shape == (16, 14)
     for row_free, row in zip(free, got, strict=True):
         hits = (row_free[4:] == eos).nonzero()
