@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class WandbLogger:
         import wandb
 
         id_path = run_dir / ".wandb_id"
-        run_id = id_path.read_text().strip() if id_path.exists() else wandb.util.generate_id()
+        run_id = id_path.read_text().strip() if id_path.exists() else secrets.token_hex(4)
         id_path.write_text(run_id)
         self.run = wandb.init(
             project=cfg.project,

@@ -54,7 +54,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) 
         [refs[k].lower() if k < len(refs) else None for refs in references] for k in range(width)
     ]
     hyps = [h.lower() for h in hypotheses]
-    return sacrebleu.corpus_bleu(hyps, streams, tokenize="none").score / 100.0
+    # force: the texts are pre-tokenised on purpose (lower-cased, space-separated words)
+    return sacrebleu.corpus_bleu(hyps, streams, tokenize="none", force=True).score / 100.0
 
 
 def text_metrics(

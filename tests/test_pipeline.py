@@ -149,3 +149,23 @@ def test_other_attribute_builds_only_its_own_artifacts(cache, tmp_path, caplog):
     # the tokenizer and β are shared by every attribute; R is per task (topic here)
     assert built == {"reward", "trajectories", "scores"}
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_wandb_offline_run_keeps_its_id_across_a_resume(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no key -> auto means offline
+    cfg = smoke(cache, "logger.mode=auto", "trainer.epochs=1")
+    execute(cfg, tmp_path / "run")
+    run_id = (tmp_path / "run" / ".wandb_id").read_text()
+    offline = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(offline) == 1, "an offline W&B run with the persisted id"
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["wandb_id"] == run_id
+    # a longer second attempt in the same dir resumes the same W&B run
+    (tmp_path / "run" / "status.json").unlink()
+    execute(
+        dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, epochs=2)),
+        tmp_path / "run",
+    )
+    assert (tmp_path / "run" / ".wandb_id").read_text() == run_id
+    assert len(list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))) >= 1
