@@ -16,7 +16,15 @@ random w.r.t. the text) with probability ``neutral_frac``; otherwise its content
 another attribute of the task with probability ``noise`` (label noise) and from its own
 attribute else. A classifier can therefore reach at most about
 ``(1 - neutral_frac) * (1 - noise) + neutral_frac / K`` held-out accuracy (K classes):
-0.78 for sentiment, 0.705 for topic at the defaults, so rewards do not saturate.
+0.68 for sentiment, 0.53 for topic at the defaults (on attribute-bearing sentences alone,
+0.95).
+
+Why these defaults (measured, see README "The embedded default"): with noise 0.1 and
+neutral_frac 0.3, about 40% of β's samples already sat at the reward model's ceiling, and
+every arm (no dropout, random, quantile) reached that ceiling within two epochs: the reward
+axis could not tell them apart. With attribute content in only 40% of sentences and a higher
+ceiling, reaching a high reward takes selecting the few high-reward samples, which is the
+effect the paper studies.
 """
 
 from __future__ import annotations
@@ -205,8 +213,8 @@ def generate(
     n_per_attribute: int = 3000,
     n_test_per_attribute: int = 300,
     seed: int = 0,
-    noise: float = 0.1,
-    neutral_frac: float = 0.3,
+    noise: float = 0.05,
+    neutral_frac: float = 0.6,
 ) -> Corpus:
     """The synthetic ``Corpus``: exactly ``n_per_attribute`` train and ``n_test_per_attribute``
     held-out sentences per attribute (label), deterministic given ``seed``. Held-out texts
@@ -223,15 +231,16 @@ def generate(
         for task, attrs in TASKS.items():
             for label, attr in enumerate(attrs):
                 for _ in range(n):
-                    while True:
-                        content: str | None = attr
-                        if rng.random() < neutral_frac:
-                            content = None
-                        elif rng.random() < noise:
-                            content = rng.choice([a for a in attrs if a != attr])
+                    content: str | None = attr
+                    if rng.random() < neutral_frac:
+                        content = None
+                    elif rng.random() < noise:
+                        content = rng.choice([a for a in attrs if a != attr])
+                    # Redraw only the text on a collision: redrawing the content too would
+                    # thin out neutral sentences (the less varied kind) in the held-out split.
+                    text = sentence(rng, task, content)
+                    while split == "test" and text in seen:
                         text = sentence(rng, task, content)
-                        if split == "train" or text not in seen:
-                            break
                     seen.add(text)
                     splits[split].append(Example(text, task, label))
     # Interleave attributes so that a prefix of the list is a balanced sample.

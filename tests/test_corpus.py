@@ -134,9 +134,9 @@ def test_synthetic_neutral_sentences_carry_no_label_signal():
 
 
 def test_synthetic_labels_are_learnable_but_not_perfectly(syn: Corpus):
-    # Ceiling at the defaults: (1 - 0.3) * (1 - 0.1) + 0.3 / K = 0.78 (K=2), 0.705 (K=4).
-    assert 0.62 < accuracy(syn, syn.test, "sentiment") < 0.85
-    assert 0.55 < accuracy(syn, syn.test, "topic") < 0.8
+    # Ceiling at the defaults: (1 - 0.6) * (1 - 0.05) + 0.6 / K = 0.68 (K=2), 0.53 (K=4).
+    assert 0.55 < accuracy(syn, syn.test, "sentiment") < 0.72
+    assert 0.4 < accuracy(syn, syn.test, "topic") < 0.58
 
 
 def test_synthetic_rejects_bad_rates():
