@@ -21,7 +21,7 @@ from filelock import FileLock
 log = logging.getLogger("rdx")
 
 # Bump when an artifact's format or the code that builds it changes meaning.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: trajectories also stored as text (different tokenizers)
 
 
 def cache_key(settings: dict[str, Any]) -> str:

@@ -97,6 +97,7 @@ class TrainerConfig:
     score_prefix: bool = False
     device: str = "auto"
     precision: str = "fp32"
+    micro_batch: int | None = None  # rows per forward pass (None: the batch); halves on OOM
     threads: int | None = None
     log_every: int = 10
 
@@ -249,6 +250,7 @@ def validate(raw: dict[str, Any]) -> Config:
     for key in ("epochs", "batch_size", "lr", "log_every"):
         _positive(f"trainer.{key}", getattr(cfg.trainer, key))
     _positive("trainer.is_clip", cfg.trainer.is_clip, allow_none=True)
+    _positive("trainer.micro_batch", cfg.trainer.micro_batch, allow_none=True)
     _positive("trainer.threads", cfg.trainer.threads, allow_none=True)
     _positive("dataset.n_per_attribute", cfg.dataset.n_per_attribute, allow_none=True)
     for key in (
@@ -271,8 +273,60 @@ def validate(raw: dict[str, Any]) -> Config:
             f"reward.n_head={cfg.reward.n_head}"
         )
 
+    if cfg.reward.train_epochs < 0 or (cfg.reward.train_epochs == 0 and cfg.reward.hub is None):
+        raise ConfigError(
+            f"reward.train_epochs={cfg.reward.train_epochs}: expected >= 1 "
+            "(0 = use a hub classifier as it is, only with reward.hub)"
+        )
+    for key, name in (
+        ("model.hub", cfg.model.hub),
+        ("behavior.hub", cfg.behavior.hub),
+        ("reward.hub", cfg.reward.hub),
+    ):
+        _check_hub(key, name)
+
     _check_data(cfg)
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
+
+
+def _check_hub(key: str, name: str | None) -> None:
+    """A hub model must be loadable without waiting on the network (DESIGN §4).
+
+    Accepted: a local dir (what save_pretrained or `huggingface-cli download --local-dir`
+    wrote), a name already in the Hugging Face cache, or any name with RDX_HUB=1 (downloads
+    opted in) when the hub answers. Anything else fails here, in a second, instead of
+    after ~30 s of retries.
+    """
+    if name is None:
+        return
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        return
+    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
+        raise ConfigError(f"{key}={name!r}: directory not found")
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id either (HFValidationError)
+        raise ConfigError(f"{key}={name!r}: neither a directory nor a hub model name") from None
+    if isinstance(cached, str):
+        return
+    if os.environ.get("RDX_HUB", "0") == "1":
+        from rdx.corpus import _hub_reachable
+
+        if not _hub_reachable():
+            raise ConfigError(
+                f"{key}={name!r}: RDX_HUB=1 but the Hugging Face hub is unreachable; "
+                f"download it where there is access (huggingface-cli download {name} "
+                f"--local-dir DIR) and pass {key}=DIR"
+            )
+        return
+    raise ConfigError(
+        f"{key}={name!r}: not a local directory and not in the Hugging Face cache, and "
+        f"downloads are off; save it where there is hub access (huggingface-cli download "
+        f"{name} --local-dir DIR) and pass {key}=DIR, or set RDX_HUB=1 to download it"
+    )
 
 
 def _check_data(cfg: Config) -> None:

@@ -14,34 +14,35 @@ from transformers import PreTrainedModel
 
 from rdx.artifacts import Prepared
 from rdx.objective import masked_accuracy
-from rdx.sampling import classifier_logits, continuation_mask, mean_token_prob, sample
+from rdx.sampling import Sequences, classifier_logits, sample_sequences, sequence_prob
 
 
 @torch.no_grad()
 def teacher_forced_accuracy(
-    policy: PreTrainedModel,
-    tokens: torch.Tensor,
-    prefix_len: int,
-    eos_id: int | None = None,
-    batch_size: int = 256,
+    policy: PreTrainedModel, seqs: Sequences, batch_size: int = 256
 ) -> float:
     """Mean masked argmax accuracy of π on continuation tokens (the paper's Acc)."""
     device = next(policy.parameters()).device
+    mask = seqs.mask()
     total, count = 0.0, 0
-    for start in range(0, len(tokens), batch_size):
-        x = tokens[start : start + batch_size].to(device)
+    for start in range(0, len(seqs), batch_size):
+        x = seqs.tokens[start : start + batch_size].to(device)
         logits = policy(input_ids=x[:, :-1]).logits
-        mask = continuation_mask(x, prefix_len, eos_id=eos_id)
-        total += masked_accuracy(logits, x[:, 1:], mask).sum().item()
+        rows = mask[start : start + batch_size].to(device)
+        total += masked_accuracy(logits, x[:, 1:], rows).sum().item()
         count += len(x)
     return total / max(count, 1)
 
 
 @torch.no_grad()
-def attribute_prob(prep: Prepared, tokens: torch.Tensor) -> torch.Tensor:
-    """R's softmax probability of the run's attribute for each trajectory (the reward metric)."""
-    texts = prep.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-    logits = classifier_logits(prep.reward_model, prep.reward_tokenizer, texts)
+def attribute_prob(prep: Prepared, seqs: Sequences) -> torch.Tensor:
+    """R's softmax probability of the run's attribute for each of π's rows (the reward metric).
+
+    R reads text, whatever tokenizer wrote the rows.
+    """
+    logits = classifier_logits(
+        prep.reward_model, prep.reward_tokenizer, prep.policy_codec.texts(seqs)
+    )
     return torch.softmax(logits, -1)[:, prep.label]
 
 
@@ -49,36 +50,40 @@ def evaluate(
     policy: PreTrainedModel,
     prep: Prepared,
     *,
-    total_len: int,
     temperature: float,
     generator: torch.Generator,
     text_metrics: bool = True,
+    batch_size: int = 512,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """eval/* figures and the generated samples (prefix, generation, reward)."""
-    p = prep.prefix_len
-    eos = prep.eos_id
-    gen = sample(
+    gen = sample_sequences(
         policy,
-        prep.eval_prefixes,
-        total_len - p,
+        prep.eval,
+        prep.new_tokens,
         temperature=temperature,
         generator=generator,
-        eos_id=eos,
+        eos_id=prep.eos_id,
+        batch_size=batch_size,
     )
-    likelihood = mean_token_prob(prep.behavior, gen, p, eos_id=eos)
+    prefixes, continuations, ended = prep.policy_codec.decode(gen)
+    # β's likelihood of π's samples, in β's tokens: π's own rows when they share tokens.
+    in_behavior = (
+        gen
+        if prep.shared_tokens
+        else prep.behavior_codec.encode(prep.eval_prefix_texts, continuations, ended)
+    )
+    likelihood = sequence_prob(prep.behavior, in_behavior)
     reward = attribute_prob(prep, gen)
-    full = prep.tokenizer.batch_decode(gen, skip_special_tokens=True)
-    prefixes = prep.tokenizer.batch_decode(gen[:, :p], skip_special_tokens=True)
-    continuations = prep.tokenizer.batch_decode(gen[:, p:], skip_special_tokens=True)
+    full = prep.policy_codec.texts(gen)
 
     from rdx.textmetrics import distinct_n
 
     metrics = {
         "eval/likelihood": likelihood.mean().item(),
         "eval/reward": reward.mean().item(),
-        "eval/acc": teacher_forced_accuracy(policy, prep.eval_tokens, p, eos),
+        "eval/acc": teacher_forced_accuracy(policy, prep.eval),
         # generated tokens up to and including EOS: short degenerate text shows up here
-        "eval/length": continuation_mask(gen, p, eos_id=eos).sum(1).mean().item(),
+        "eval/length": (gen.lengths - gen.prefix_lens).float().mean().item(),
         "eval/distinct2": distinct_n(continuations, 2),
     }
     if text_metrics:
@@ -87,9 +92,9 @@ def evaluate(
         scores = compute(full, prep.eval_references)
         metrics.update({f"eval/{k}": v for k, v in scores.items()})
     samples = [
-        {"prefix": a, "generation": b, "reward": r, "likelihood": li}
-        for a, b, r, li in zip(
-            prefixes, continuations, reward.tolist(), likelihood.tolist(), strict=True
+        {"prefix": a, "generation": b, "ended": e, "reward": r, "likelihood": li}
+        for a, b, e, r, li in zip(
+            prefixes, continuations, ended, reward.tolist(), likelihood.tolist(), strict=True
         )
     ]
     return metrics, samples

@@ -11,6 +11,7 @@ import os
 import torch
 import transformers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -68,30 +69,82 @@ def tiny_bert(
     return BertForSequenceClassification(config)
 
 
-def _hub_guard(name: str) -> None:
-    # Without a reachable hub, from_pretrained retries for minutes; offline mode makes it
-    # fail at once from the local HF cache, which is what we want unless the user opted in.
-    if os.environ.get("RDX_HUB", "0") != "1":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def hub_enabled() -> bool:
+    """Downloads are opt-in (RDX_HUB=1): without them a hub name must fail in seconds."""
+    return os.environ.get("RDX_HUB", "0") == "1"
 
 
-def load_hub(kind: str, name: str, **kwargs) -> PreTrainedModel:
-    """kind: causal | classifier | tokenizer. Fails fast with a message when offline."""
-    _hub_guard(name)
+def load_hub(kind: str, name: str, **kwargs):
+    """kind: causal | classifier | tokenizer | config; `name` is a hub name or a local dir.
+
+    Without RDX_HUB=1 only local files are read (a saved dir or the HF cache): transformers
+    would otherwise retry an unreachable hub for ~30 s per file. HF_HUB_OFFLINE is read once
+    when huggingface_hub is imported, so setting it here would come too late for this
+    process; local_files_only is what makes the failure immediate.
+    """
+    if not hub_enabled():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for libraries imported after this
+        kwargs.setdefault("local_files_only", True)
     loader = {
         "causal": AutoModelForCausalLM,
         "classifier": AutoModelForSequenceClassification,
         "tokenizer": AutoTokenizer,
+        "config": AutoConfig,
     }[kind]
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as err:
-        raise HubUnavailable(
-            f"cannot load {name!r} from the Hugging Face hub or its local cache "
-            f"({err.__class__.__name__}); download it on a machine with access "
-            "(huggingface-cli download NAME), or set RDX_HUB=1 "
-            "to allow downloads, or use the tiny presets (model=tiny behavior=tiny reward=tiny)"
-        ) from None
+        raise HubUnavailable(hub_message(name, type(err).__name__)) from None
+
+
+def hub_message(name: str, why: str) -> str:
+    """One line: what failed and the three ways out (local dir, HF cache, RDX_HUB=1)."""
+    return (
+        f"cannot load {name!r} ({why}): it is not a local directory and not in the Hugging "
+        "Face cache, and downloads are off; save it where there is hub access "
+        f"(huggingface-cli download {name} --local-dir DIR) and pass DIR instead of the "
+        "name, or set RDX_HUB=1 to download it, or use the tiny presets "
+        "(model=tiny behavior=tiny reward=tiny)"
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def fixed_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """dtype of the fixed models β and R: the run's precision on GPU (an OPT-6.7B β is 27 GB
+    in float32), float32 on CPU, where half-precision matmuls are slow and gain nothing."""
+    if device.type != "cuda" or precision == "fp32":
+        return torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def max_positions(config) -> int | None:
+    for key in ("n_positions", "max_position_embeddings"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    return None
+
+
+def hub_causal_lm(name: str, init: str, seed: int) -> PreTrainedModel:
+    """A hub architecture with its pretrained weights, or freshly initialised (init=random:
+    the paper's Fig. 3a case) from its config alone, without loading the weights."""
+    if init == "random":
+        config = load_hub("config", name)
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config)
+    return load_hub("causal", name)
+
+
+def cast_frozen(model: PreTrainedModel, dtype: torch.dtype) -> None:
+    """Frozen weights in half precision (memory of a `last_layer` 6.7B target); trained ones
+    stay float32 so that Adam's updates are not rounded away."""
+    for p in model.parameters():
+        if not p.requires_grad:
+            p.data = p.data.to(dtype)
 
 
 def freeze_all_but_last_layer(model: PreTrainedModel) -> None:

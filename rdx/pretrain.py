@@ -93,8 +93,8 @@ def train_classifier(
                 truncation=True,
                 max_length=64,
                 return_tensors="pt",
-            )
-            loss = model(**enc, labels=y[idx]).loss
+            ).to(model.device)  # a hub encoder (reward=bert) fine-tunes on the GPU
+            loss = model(**enc, labels=y[idx].to(model.device)).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

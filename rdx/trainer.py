@@ -1,7 +1,9 @@
 """The training run: π learns off-policy from β's stored trajectories (paper Eq. 7, Alg. 1).
 
 Reads top to bottom: build π, resume if a checkpoint exists, then per epoch shuffle, step
-through batches with reward dropout, evaluate on held-out prefixes, checkpoint.
+through batches with reward dropout, evaluate on held-out prefixes, checkpoint. The data
+are π-token `Sequences` and a precomputed mask (rdx.artifacts), whether or not π shares β's
+tokenizer. On CUDA out-of-memory a step is retried in micro-batches of half the size.
 """
 
 from __future__ import annotations
@@ -20,10 +22,23 @@ from rdx.config import Config
 from rdx.dropout import keep_mask
 from rdx.evaluate import attribute_prob, evaluate
 from rdx.logger import WandbLogger
-from rdx.models import freeze_all_but_last_layer, tiny_gpt2
-from rdx.objective import bi_objective_reward, masked_accuracy, reward_dropout_loss
+from rdx.models import (
+    cast_frozen,
+    fixed_dtype,
+    freeze_all_but_last_layer,
+    hub_causal_lm,
+    resolve_device,
+    tiny_gpt2,
+)
+from rdx.objective import (
+    bi_objective_reward,
+    masked_accuracy,
+    masked_mean,
+    reward_dropout_loss,
+    token_logprobs,
+)
 from rdx.records import RunRecords
-from rdx.sampling import continuation_mask, sample
+from rdx.sampling import sample_sequences
 
 log = logging.getLogger("rdx")
 
@@ -36,35 +51,29 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def build_policy(cfg: Config, prep: Prepared) -> torch.nn.Module:
+def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.Module:
+    """π on `device`: a hub architecture (pretrained or random init), a copy of β, or rdx's
+    tiny GPT-2 in the corpus tokenizer; float32 weights, dropout off (eval mode): π's
+    probabilities feed the importance ratio π/β, which dropout noise would bias."""
     if cfg.model.hub is not None:
-        from rdx.models import load_hub
-
-        policy = load_hub("causal", cfg.model.hub)
-        if cfg.model.init == "random":
-            torch.manual_seed(cfg.seed)
-            policy = type(policy)(policy.config)
+        policy = hub_causal_lm(cfg.model.hub, cfg.model.init, cfg.seed)
     elif cfg.model.init == "behavior":
         policy = copy.deepcopy(prep.behavior)
     else:
         b = cfg.behavior
         policy = tiny_gpt2(
-            len(prep.tokenizer),
+            len(prep.policy_codec.tokenizer),
             b.n_layer,
             b.n_embd,
             b.n_head,
             seed=cfg.seed,
-            eos_id=prep.tokenizer.eos_token_id,
+            eos_id=prep.policy_codec.eos_id,
         )
+    policy = policy.float().eval()  # a hub checkpoint may be stored in float16
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
-    return policy
+        cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
+    return policy.to(device)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -74,11 +83,67 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _retry_on_oom(fn, micro: list[int], what: str, on_retry=None):
+    """fn(micro_batch) with micro[0] halved (and kept halved) after each CUDA OOM.
+
+    The paper had to shrink its batch from 256 to 64, 60, 58 to fit; here the algorithm's
+    batch stays the same and only how much of it is on the GPU at once shrinks.
+    """
+    while True:
+        try:
+            return fn(micro[0])
+        except torch.cuda.OutOfMemoryError:
+            if on_retry is not None:
+                on_retry()
+            if micro[0] == 1:
+                raise
+            micro[0] = max(1, micro[0] // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning(
+                "CUDA out of memory in %s: retrying with micro-batches of %d", what, micro[0]
+            )
+
+
+def _gradient(policy, x, mask, r, bp, keep, t, device, micro: int):
+    """Backpropagate J = Σ_i a_i · CE_i of one batch; returns (LossOutput, accuracy per row).
+
+    In micro-batches, a_i depends on the whole batch (the quantile is taken before; the
+    importance weights are clipped by their norm over the batch), so a no-grad pass first
+    computes every a_i from the whole batch's logits, then the gradient of Σ a_i · CE_i is
+    accumulated micro-batch by micro-batch: the same gradient, in less memory.
+    """
+    targets = x[:, 1:]
+    if micro >= len(x):
+        with _autocast(device, t.precision):
+            logits = policy(input_ids=x[:, :-1]).logits
+        out = reward_dropout_loss(
+            logits, targets, mask, r, bp, keep, is_clip=t.is_clip, entropy=t.entropy
+        )
+        out.loss.backward()
+        return out, masked_accuracy(logits.detach(), targets, mask)
+    parts = range(0, len(x), micro)
+    with torch.no_grad(), _autocast(device, t.precision):
+        logits = torch.cat([policy(input_ids=x[i : i + micro, :-1]).logits for i in parts])
+    out = reward_dropout_loss(
+        logits, targets, mask, r, bp, keep, is_clip=t.is_clip, entropy=t.entropy
+    )
+    acc = masked_accuracy(logits, targets, mask)
+    del logits
+    for i in parts:
+        rows = slice(i, i + micro)
+        with _autocast(device, t.precision):
+            part = policy(input_ids=x[rows, :-1]).logits
+        ce = -masked_mean(token_logprobs(part, targets[rows]), mask[rows])  # CE_i, as J's
+        (out.coef[rows] * ce).sum().backward()
+    return out, acc
+
+
 def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger) -> dict[str, Any]:
     """Run (or resume) training; returns the summary written to summary.json."""
     t = cfg.trainer
     device = resolve_device(t.device)
-    policy = build_policy(cfg, prep).to(device)
+    policy = build_policy(cfg, prep, device)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=t.lr)
 
@@ -96,18 +161,17 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     records.trim_metrics(start_epoch)
     records.trim_metrics(start_epoch, "trace.jsonl")
 
-    # ALGO LOGIC: fixed per-sample quantities of the stored trajectories.
-    tokens = prep.tokens
+    # ALGO LOGIC: fixed per-sample quantities of the stored trajectories (in π's tokens).
+    tokens = prep.train.tokens
     reward = prep.reward(cfg.reward.output)
     beta = prep.behavior_prob
-    n, length = tokens.shape
+    n = len(tokens)
     batch = t.batch_size
     n_batches = n // batch  # drop the last partial batch: quantiles of a tiny batch are noise
     if n_batches == 0:
         raise ValueError(f"trainer.batch_size={batch}: larger than the {n} trajectories")
-    masks = continuation_mask(
-        tokens, prep.prefix_len, eos_id=prep.eos_id, score_prefix=t.score_prefix
-    )
+    masks = prep.mask
+    micro = [min(t.micro_batch or batch, batch)]  # rows per forward pass; halves on CUDA OOM
     probe = torch.arange(batch)  # a fixed batch traced every epoch for the Fig. 6 heatmap
     mode, gamma, delta = cfg.dropout.mode, cfg.gamma, cfg.dropout.delta
 
@@ -127,28 +191,33 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             idx = order[b * batch : (b + 1) * batch]
             x, mask = tokens[idx].to(device), masks[idx].to(device)
             r, bp = reward[idx].to(device), beta[idx].to(device)
-            with _autocast(device, t.precision):
-                logits = policy(input_ids=x[:, :-1]).logits
             keep = keep_mask(
                 mode, bi_objective_reward(r, bp), gamma=gamma, delta=delta, generator=drop_gen
             )
-            out = reward_dropout_loss(
-                logits, x[:, 1:], mask, r, bp, keep, is_clip=t.is_clip, entropy=t.entropy
-            )
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out, acc = _retry_on_oom(
+                lambda m: _gradient(policy, x, mask, r, bp, keep, t, device, m),  # noqa: B023
+                micro,
+                f"step {step + 1}",
+                on_retry=lambda: optimizer.zero_grad(set_to_none=True),
+            )
             optimizer.step()
 
             # Paper-faithful table metrics, on the training batch before this update's effect:
             # teacher-forced accuracy on all samples (kept or not), and R of π's greedy
             # continuations of the batch's prefixes.
-            sums["acc"] += masked_accuracy(logits.detach(), x[:, 1:], mask).mean().item()
-            greedy = sample(
-                policy,
-                x[:, : prep.prefix_len],
-                length - prep.prefix_len,
-                temperature=0,
-                eos_id=prep.eos_id,
+            sums["acc"] += acc.mean().item()
+            greedy = _retry_on_oom(
+                lambda m: sample_sequences(
+                    policy,
+                    prep.train.select(idx),  # noqa: B023
+                    prep.new_tokens,
+                    temperature=0,
+                    eos_id=prep.eos_id,
+                    batch_size=m,
+                ),
+                micro,
+                f"greedy decoding of step {step + 1}",
             )
             sums["reward"] += attribute_prob(prep, greedy).mean().item()
             step += 1
@@ -161,6 +230,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                     "train/keep_frac": keep.float().mean().item(),
                     "train/is_weight_max": out.is_weight.max().item(),
                     "perf/tokens_per_s": tokens_seen / (time.perf_counter() - tic),
+                    "perf/micro_batch": micro[0],
                 }
                 records.append_metrics({"kind": "step", "step": step, "epoch": epoch, **rec})
                 logger.log(rec, step=step)
@@ -169,7 +239,6 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         eval_metrics, samples = evaluate(
             policy,
             prep,
-            total_len=length,
             temperature=cfg.sampling.temperature,
             generator=_generator(cfg.seed, epoch, _EVAL),
         )
@@ -213,7 +282,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
 @torch.no_grad()
 def _trace(policy, prep: Prepared, probe, cfg: Config, mask, device) -> dict[str, list]:
     """r̂, π̄ and the keep decision of a fixed batch (Fig. 6 heatmap)."""
-    x = prep.tokens[probe].to(device)
+    x = prep.train.tokens[probe].to(device)
     r = prep.reward(cfg.reward.output)[probe].to(device)
     bp = prep.behavior_prob[probe].to(device)
     logits = policy(input_ids=x[:, :-1]).logits
@@ -251,5 +320,5 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "epochs": cfg.trainer.epochs,
         "lr": cfg.trainer.lr,
         "sweep": cfg.sweep,
-        "n_trajectories": len(prep.tokens),
+        "n_trajectories": len(prep.train),
     }
