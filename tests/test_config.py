@@ -51,8 +51,22 @@ def test_overrides_reach_the_typed_config():
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
-def test_every_experiment_composes(name):
+def test_every_experiment_composes(name, monkeypatch):
+    # Hub presets cannot be resolved offline; everything else about them is checked.
+    monkeypatch.setattr("rdx.config._check_hub", lambda key, hub: None)
     assert isinstance(compose_cfg(f"experiment={name}"), Config)
+
+
+def test_paper_table1_preset_carries_the_authors_settings(monkeypatch):
+    monkeypatch.setattr("rdx.config._check_hub", lambda key, hub: None)
+    cfg = compose_cfg("experiment=paper_table1")
+    assert (cfg.model.hub, cfg.behavior.hub, cfg.reward.hub) == (
+        "gpt2",
+        "facebook/opt-6.7b",
+        "bert-base-uncased",
+    )
+    assert (cfg.trainer.lr, cfg.trainer.epochs, cfg.trainer.batch_size) == (5e-6, 5, 64)
+    assert (cfg.sampling.num_prefixes, cfg.sampling.samples_per_prefix) == (50000, 10)
 
 
 @pytest.mark.parametrize(
