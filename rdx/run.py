@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,7 +32,8 @@ def default_threads(requested: int | None) -> int:
 
 def execute(cfg: Config, run_dir: str | Path) -> float | None:
     """Run or resume the job in run_dir; returns Acc+Reward (Hydra sweepers may optimise it)."""
-    torch.set_num_threads(default_threads(cfg.trainer.threads))
+    threads = default_threads(cfg.trainer.threads)
+    torch.set_num_threads(threads)
     records = RunRecords(run_dir)
     summary_path = records.dir / "summary.json"
     status = records.status() or {}
@@ -37,39 +43,168 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
 
     write_atomic(records.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     records.set_status("running")
+    log.info(
+        "run dir %s (attempt %d), torch threads %d",
+        records.dir,
+        records.status()["attempts"],
+        threads,
+    )
     from rdx.logger import WandbLogger
 
     sha = git_sha()
-    logger = WandbLogger(
-        cfg.logger, records.dir, name=_run_name(cfg), config=to_dict(cfg),
-        group=cfg.sweep, tags=[sha] if sha else [],
-    )
-    try:
-        from rdx.artifacts import prepare
+    with _marks_preemption(records) as interrupted:
+        logger = WandbLogger(
+            cfg.logger,
+            records.dir,
+            name=_run_name(cfg),
+            config=to_dict(cfg),
+            group=cfg.sweep,
+            tags=[sha] if sha else [],
+        )
+        try:
+            from rdx.artifacts import prepare
 
-        prep = prepare(cfg)
-        if cfg.stage == "prepare":
-            log.info("artifacts ready: %s", prep.paths)
+            prep = prepare(cfg)
+            if cfg.stage == "prepare":
+                log.info("artifacts ready: %s", prep.paths)
+                records.set_status("completed")
+                logger.finish()
+                return None
+            from rdx.trainer import train
+
+            summary = train(cfg, prep, records, logger)
+            write_json(summary_path, summary)
+            logger.summary(summary)
             records.set_status("completed")
-            logger.finish()
-            return None
-        from rdx.trainer import train
-
-        summary = train(cfg, prep, records, logger)
-        write_json(summary_path, summary)
-        logger.summary(summary)
-        records.set_status("completed")
-    except BaseException as err:
-        # SystemExit/KeyboardInterrupt too: an interrupted run must not stay "running".
-        records.set_status("failed", error=f"{type(err).__name__}: {err}")
-        logger.finish(exit_code=1)
-        raise
+        except BaseException as err:
+            if interrupted.signal and isinstance(err, SystemExit):
+                # submitit exits this way once it has requeued the job: status.json keeps
+                # "preempted" and the next attempt resumes from checkpoint.pt.
+                log.warning(
+                    "exiting after %s; the requeued job resumes from %s",
+                    interrupted.signal,
+                    records.checkpoint_path,
+                )
+                _set_preempted(records, interrupted.signal)  # if the handler was cut short
+                # SLURM's SIGTERM may have ended W&B's service already: its error must not
+                # replace the exit, or the job would end as a failed result.
+                with contextlib.suppress(Exception):
+                    logger.run.mark_preempting()  # W&B shows the run as preempted
+                with contextlib.suppress(Exception):
+                    logger.finish(exit_code=1)
+                raise
+            # KeyboardInterrupt and other exits too: an interrupted run must not stay "running".
+            records.set_status("failed", error=f"{type(err).__name__}: {err}")
+            with contextlib.suppress(Exception):  # the run's own error is the one to raise
+                logger.finish(exit_code=1)
+            raise
     logger.finish()
     log.info(
         "done: acc %.3f reward %.3f acc+reward %.3f -> %s",
-        summary["acc"], summary["reward"], summary["acc_plus_reward"], summary_path,
+        summary["acc"],
+        summary["reward"],
+        summary["acc_plus_reward"],
+        summary_path,
     )
     return summary["acc_plus_reward"]
+
+
+# PREEMPTION ----------------------------------------------------------------------------
+# How long a job SIGTERMed by SLURM waits for the SIGKILL that follows (KillWait, or the
+# partition's GraceTime on preemption; 30 s and 0 by default) before it gives up and fails.
+AWAIT_KILL_S = 600.0
+
+
+class _Interrupted:
+    signal: str | None = None  # name of the scheduler's first signal, once one arrived
+    requeueing: bool = False  # a USR2 handler (submitit's requeue, then exit) is running
+    busy: bool = False  # a handler is running: signals often come in twos (SIGTERM, SIGCONT)
+
+
+def _set_preempted(records: RunRecords, name: str) -> None:
+    # A run that ended just before the signal keeps its final state.
+    if (records.status() or {}).get("state") not in ("completed", "failed"):
+        records.set_status(
+            "preempted",
+            error=f"{name} from the scheduler (preemption, time limit or scancel); "
+            "a requeued job resumes from checkpoint.pt",
+        )
+
+
+def _scheduler_signals() -> list[signal.Signals]:
+    """What a scheduler sends before it stops this job.
+
+    SLURM sends SIGTERM to every process of a job on preemption, at the time limit and on
+    scancel, then SIGKILL. submitit asks SLURM for USR2 (SUBMITIT_PREEMPT_SIGNAL) before the
+    time limit, and on preemption where the cluster sets preempt_send_user_signal; its
+    handler then requeues the job and exits. submitit's local executor sends USR2 too.
+    """
+    signals = [signal.SIGTERM] if os.environ.get("SLURM_JOB_ID") else []
+    user = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+    return signals + ([user] if user is not None else [])
+
+
+def _await_kill(name: str) -> None:
+    """Do nothing more until SLURM's SIGKILL, or a USR2 that requeues the job.
+
+    The SIGTERM went to every process of the job (W&B's service, data workers): training on
+    would hit them dead and end the job `failed`, with a result submitit's launcher takes as
+    final while SLURM requeues the job. The epoch in flight is lost either way; the job
+    resumes from the last epoch's checkpoint.pt.
+    """
+    deadline = time.monotonic() + AWAIT_KILL_S
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    raise RuntimeError(f"{name} from SLURM and no SIGKILL within {AWAIT_KILL_S:.0f} s")
+
+
+@contextlib.contextmanager
+def _marks_preemption(records: RunRecords) -> Iterator[_Interrupted]:
+    """While a SLURM or submitit job runs, a scheduler's signal sets status.json `preempted`.
+
+    Then the previous handler does its part: submitit's logs SIGTERM (SLURM kills and
+    requeues the job itself; rdx waits for that), or calls the launcher's checkpoint(),
+    requeues and exits on USR2; without submitit the default action ends the process. The
+    requeued job reruns the same command in the same run dir, so execute() resumes from
+    checkpoint.pt and sets `running` again. Elsewhere SIGTERM keeps its usual meaning.
+    """
+    interrupted = _Interrupted()
+    scheduled = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_EXECUTOR")
+    if not scheduled or threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def mark(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        # A signal landing while another handler runs (SLURM sends SIGTERM twice, with a
+        # SIGCONT) must not wait for the kill in there: the outer one has work to finish.
+        nested, interrupted.busy = interrupted.busy, True
+        try:
+            if interrupted.signal is None:
+                interrupted.signal = name
+                _set_preempted(records, name)
+                log.warning("%s: marked %s preempted", name, records.dir)
+            if signum != signal.SIGTERM:
+                interrupted.requeueing = True
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+        finally:
+            interrupted.busy = nested
+        # `scontrol requeue` in submitit's USR2 handler makes SLURM send SIGTERM too: let
+        # that handler go on to its exit rather than wait here for the kill.
+        if signum == signal.SIGTERM and not nested and not interrupted.requeueing:
+            _await_kill(name)
+
+    previous = {sig: signal.signal(sig, mark) for sig in _scheduler_signals()}
+    try:
+        yield interrupted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _run_name(cfg: Config) -> str:
