@@ -357,6 +357,7 @@ def test_sample_sequences_groups_prefix_lengths(hub):
     model = load_hub("causal", hub["opt"]).eval()
     codec = Codec(load_hub("tokenizer", hub["opt"]))
     prefixes = codec.prefixes(["the food", "the team won the", "a"])
+    assert prefixes.prefix_lens.unique().numel() > 1  # really ragged: groups are exercised
     got = sample_sequences(model, prefixes, 6, temperature=0, eos_id=codec.eos_id)
     for i in range(3):
         p = int(prefixes.prefix_lens[i])
