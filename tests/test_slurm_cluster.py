@@ -6,9 +6,10 @@ Each test skips via the `slurm_cluster` fixture when no cluster answers. Run wit
 
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.polling import wait_until as _wait
 
 pytestmark = pytest.mark.slurm
 
@@ -38,17 +39,6 @@ def _scontrol_job(job_id: str) -> dict[str, str]:
         if sep:
             fields.setdefault(key, value)
     return fields
-
-
-def _wait(what: str, predicate, timeout: float, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
 
 
 def _report(*job_ids: str) -> str:

@@ -8,10 +8,11 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.polling import wait_until as _wait
 
 pytestmark = pytest.mark.slurm
 
@@ -28,17 +29,6 @@ SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.mem_gb=1"]
 
 def _run(*cmd: str) -> str:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-def _wait(what: str, predicate, timeout: float, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
 
 
 def _sacct(job_id: str) -> list[tuple[str, str]]:
