@@ -95,6 +95,10 @@ def load_hub(kind: str, name: str, **kwargs):
         return loader.from_pretrained(name, **kwargs)
     except OSError as err:
         raise HubUnavailable(hub_message(name, type(err).__name__)) from None
+    except ValueError as err:
+        # A directory that exists but holds no usable model (no config.json, wrong files).
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise HubUnavailable(f"cannot load {name!r} as a {kind}: {first}") from None
 
 
 def hub_message(name: str, why: str) -> str:

@@ -75,9 +75,19 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"rdx: config error: {err}", file=sys.stderr)
         sys.exit(2)
+    from rdx.models import HubUnavailable
     from rdx.run import execute
 
-    return execute(config, hydra_cfg.runtime.output_dir)
+    try:
+        return execute(config, hydra_cfg.runtime.output_dir)
+    except HubUnavailable as err:
+        # A model that passed the config check but cannot be loaded (an empty dir, a broken
+        # HF cache entry) is still a user error: one line, not a traceback. execute() has
+        # already recorded it in status.json; a sweep job re-raises so the sweep sees it.
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise
+        print(f"rdx: hub error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 # SWEEP CHECK ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Composition of every preset, validation of every user error, and the one-line CLI errors."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,31 @@ def test_cli_fails_fast_with_one_line(tmp_path, args, message):
     assert lines == [lines[0]] and lines[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "status.json").exists()  # failed before any work
+
+
+def test_unloadable_hub_model_is_one_line_and_recorded(tmp_path):
+    # An existing but empty dir passes the config check and fails only when loaded.
+    (tmp_path / "empty-model").mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rdx.train",
+            "experiment=smoke",
+            f"cache_dir={tmp_path}/cache",
+            f"model.hub={tmp_path}/empty-model",
+            "model.init=pretrained",
+            "stage=train",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rdx: hub error:")]
+    assert len(errors) == 1 and "empty-model" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and "HubUnavailable" in status["error"]
