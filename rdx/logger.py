@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
 from rdx.config import LoggerConfig
 
 log = logging.getLogger("rdx")
+
+WANDB_INIT_TRIES, WANDB_INIT_WAIT_S = 12, 5.0  # up to a minute for a dying attempt
 
 
 def _has_api_key() -> bool:
@@ -49,7 +52,7 @@ class WandbLogger:
         id_path = run_dir / ".wandb_id"
         run_id = id_path.read_text().strip() if id_path.exists() else secrets.token_hex(4)
         id_path.write_text(run_id)
-        self.run = wandb.init(
+        kwargs = dict(
             project=cfg.project,
             entity=cfg.entity,
             dir=str(run_dir),
@@ -62,6 +65,17 @@ class WandbLogger:
             config=config,
             reinit="finish_previous",
         )
+        # A requeued job can start before the preempted attempt's W&B service has let go of
+        # the run id ("run ID ... is in use"): wait for it rather than fail the resumed run.
+        for attempt in range(WANDB_INIT_TRIES):
+            try:
+                self.run = wandb.init(**kwargs)
+                break
+            except Exception as err:  # wandb raises its own error types across versions
+                if "in use" not in str(err) or attempt == WANDB_INIT_TRIES - 1:
+                    raise
+                log.warning("wandb: run %s still in use by a previous attempt; retrying", run_id)
+                time.sleep(WANDB_INIT_WAIT_S)
         log.info("wandb: %s run %s (%s)", self.mode, run_id, run_dir / "wandb")
 
     def log(self, metrics: dict[str, Any], step: int) -> None:

@@ -169,3 +169,27 @@ def test_wandb_offline_run_keeps_its_id_across_a_resume(cache, tmp_path, monkeyp
     )
     assert (tmp_path / "run" / ".wandb_id").read_text() == run_id
     assert len(list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))) >= 1
+
+
+def test_wandb_init_waits_for_a_run_id_still_in_use(tmp_path, monkeypatch):
+    import wandb
+
+    from rdx import logger as rdx_logger
+    from rdx.config import LoggerConfig
+
+    calls = []
+
+    def flaky_init(**kwargs):
+        calls.append(kwargs["id"])
+        if len(calls) < 3:
+            raise RuntimeError(f"run ID {kwargs['id']} is in use")
+        return type("Run", (), {"id": kwargs["id"]})()
+
+    monkeypatch.setattr(wandb, "init", flaky_init)
+    monkeypatch.setattr(rdx_logger, "WANDB_INIT_WAIT_S", 0.0)
+    (tmp_path / ".wandb_id").write_text("abc123")
+    w = rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
+    assert calls == ["abc123"] * 3 and w.run.id == "abc123"
+    monkeypatch.setattr(wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("bad key")))
+    with pytest.raises(RuntimeError, match="bad key"):
+        rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
