@@ -13,7 +13,7 @@ from rdx.config import LoggerConfig
 
 log = logging.getLogger("rdx")
 
-WANDB_INIT_TRIES, WANDB_INIT_WAIT_S = 12, 5.0  # up to a minute for a dying attempt
+WANDB_INIT_TRIES, WANDB_INIT_WAIT_S = 4, 5.0  # ~15 s for a dying attempt to let go
 
 
 def _has_api_key() -> bool:
@@ -65,15 +65,25 @@ class WandbLogger:
             config=config,
             reinit="finish_previous",
         )
-        # A requeued job can start before the preempted attempt's W&B service has let go of
-        # the run id ("run ID ... is in use"): wait for it rather than fail the resumed run.
+        # A requeued job can find the run id still held by the preempted attempt's W&B
+        # service ("run ID ... is in use"; seen on the local SLURM cluster). Wait a little;
+        # if it stays held, train on without W&B for this attempt: the run's own records
+        # (metrics.jsonl, summary.json) are the truth and must not be lost to a logger.
         for attempt in range(WANDB_INIT_TRIES):
             try:
                 self.run = wandb.init(**kwargs)
                 break
             except Exception as err:  # wandb raises its own error types across versions
-                if "in use" not in str(err) or attempt == WANDB_INIT_TRIES - 1:
+                if "in use" not in str(err):
                     raise
+                if attempt == WANDB_INIT_TRIES - 1:
+                    log.warning(
+                        "wandb: run %s is still held by a previous attempt; this "
+                        "attempt logs to the run dir only (metrics.jsonl)",
+                        run_id,
+                    )
+                    self.mode = "disabled"
+                    return
                 log.warning("wandb: run %s still in use by a previous attempt; retrying", run_id)
                 time.sleep(WANDB_INIT_WAIT_S)
         log.info("wandb: %s run %s (%s)", self.mode, run_id, run_dir / "wandb")

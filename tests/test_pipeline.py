@@ -190,6 +190,14 @@ def test_wandb_init_waits_for_a_run_id_still_in_use(tmp_path, monkeypatch):
     (tmp_path / ".wandb_id").write_text("abc123")
     w = rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
     assert calls == ["abc123"] * 3 and w.run.id == "abc123"
+    # held for good: this attempt trains on, logging to its run dir only
+    calls.clear()
+    monkeypatch.setattr(
+        wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("run ID abc123 is in use"))
+    )
+    w = rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
+    assert w.run is None and w.mode == "disabled"
+    w.log({"train/loss": 1.0}, step=1)  # a no-op, not an error
     monkeypatch.setattr(wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("bad key")))
     with pytest.raises(RuntimeError, match="bad key"):
         rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
