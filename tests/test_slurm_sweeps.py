@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Long enough that the run is still training when the signal lands, a second or two after
 # its first epoch's checkpoint (an epoch takes 1-10 s here, with other jobs on the CPU);
 # from the signal on, rdx trains no further.
-EPOCHS = 6
+EPOCHS = 25  # long enough on an idle machine (an epoch ~1 s) for the preemption to land mid-run
 # The preempted job holds both CPUs (so the urgent job must preempt it) and runs 2 torch
 # threads; the reference run uses the same, so both do the same float arithmetic.
 RUN = ["experiment=smoke", f"trainer.epochs={EPOCHS}", "trainer.threads=2", "logger.mode=offline"]
