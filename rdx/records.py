@@ -85,8 +85,7 @@ class RunRecords:
 
     # metrics --------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.append_jsonl(self.metrics_path.name, record)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
