@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -21,6 +22,24 @@ def _has_api_key() -> bool:
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     return netrc.exists() and "api.wandb.ai" in netrc.read_text()
+
+
+def drop_inherited_service() -> None:
+    """Forget a W&B service token (WANDB_SERVICE) that another process put in our environment.
+
+    wandb saves its service's address in os.environ, and children inherit it: a job
+    submitted from a process that had a W&B run (a notebook, a test session, a driver
+    script) would attach to *that* process's service. On another node it cannot be
+    reached; on the same node every job shares it, and a requeued job finds its own run
+    id still registered by the attempt that was killed ("run ID ... is in use"). Each run
+    owns its service; a token this process wrote itself (several runs in one process)
+    is kept.
+    """
+    token = os.environ.get("WANDB_SERVICE", "")
+    owner = re.match(r"[^-]+-(\d+)-", token)
+    if token and (owner is None or int(owner.group(1)) != os.getpid()):
+        log.info("wandb: ignoring WANDB_SERVICE inherited from process %s", owner and owner[1])
+        del os.environ["WANDB_SERVICE"]
 
 
 def resolve_mode(cfg: LoggerConfig) -> str:
@@ -49,6 +68,7 @@ class WandbLogger:
             return
         import wandb
 
+        drop_inherited_service()
         id_path = run_dir / ".wandb_id"
         run_id = id_path.read_text().strip() if id_path.exists() else secrets.token_hex(4)
         id_path.write_text(run_id)

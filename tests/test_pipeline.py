@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -201,3 +202,24 @@ def test_wandb_init_waits_for_a_run_id_still_in_use(tmp_path, monkeypatch):
     monkeypatch.setattr(wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("bad key")))
     with pytest.raises(RuntimeError, match="bad key"):
         rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
+
+
+def test_wandb_ignores_a_service_token_inherited_from_another_process(tmp_path, monkeypatch):
+    """A job submitted from a process with a W&B run inherits its WANDB_SERVICE: without
+    this, the job attaches to that service (unreachable on another node; on the same node a
+    requeued job found its own run id 'in use' there, which failed CI)."""
+    from rdx import logger as rdx_logger
+    from rdx.config import LoggerConfig
+
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    own = f"3-{os.getpid()}-unix-/tmp/mine.sock"
+    monkeypatch.setenv("WANDB_SERVICE", own)
+    rdx_logger.drop_inherited_service()
+    assert os.environ["WANDB_SERVICE"] == own  # several runs in one process share theirs
+    monkeypatch.setenv("WANDB_SERVICE", f"3-{os.getppid()}-unix-{tmp_path}/gone.sock")
+    w = rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
+    try:
+        assert w.run is not None and w.mode == "offline"
+        assert os.environ["WANDB_SERVICE"].startswith(f"3-{os.getpid()}-")  # its own, new one
+    finally:
+        w.finish()
