@@ -6,15 +6,12 @@ import logging
 import os
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 from rdx.config import LoggerConfig
 
 log = logging.getLogger("rdx")
-
-WANDB_INIT_TRIES, WANDB_INIT_WAIT_S = 4, 5.0  # ~15 s for a dying attempt to let go
 
 
 def _has_api_key() -> bool:
@@ -72,7 +69,7 @@ class WandbLogger:
         id_path = run_dir / ".wandb_id"
         run_id = id_path.read_text().strip() if id_path.exists() else secrets.token_hex(4)
         id_path.write_text(run_id)
-        kwargs = dict(
+        self.run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,
             dir=str(run_dir),
@@ -85,27 +82,6 @@ class WandbLogger:
             config=config,
             reinit="finish_previous",
         )
-        # A requeued job can find the run id still held by the preempted attempt's W&B
-        # service ("run ID ... is in use"; seen on the local SLURM cluster). Wait a little;
-        # if it stays held, train on without W&B for this attempt: the run's own records
-        # (metrics.jsonl, summary.json) are the truth and must not be lost to a logger.
-        for attempt in range(WANDB_INIT_TRIES):
-            try:
-                self.run = wandb.init(**kwargs)
-                break
-            except Exception as err:  # wandb raises its own error types across versions
-                if "in use" not in str(err):
-                    raise
-                if attempt == WANDB_INIT_TRIES - 1:
-                    log.warning(
-                        "wandb: run %s is still held by a previous attempt; this "
-                        "attempt logs to the run dir only (metrics.jsonl)",
-                        run_id,
-                    )
-                    self.mode = "disabled"
-                    return
-                log.warning("wandb: run %s still in use by a previous attempt; retrying", run_id)
-                time.sleep(WANDB_INIT_WAIT_S)
         log.info("wandb: %s run %s (%s)", self.mode, run_id, run_dir / "wandb")
 
     def log(self, metrics: dict[str, Any], step: int) -> None:

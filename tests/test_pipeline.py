@@ -172,38 +172,6 @@ def test_wandb_offline_run_keeps_its_id_across_a_resume(cache, tmp_path, monkeyp
     assert len(list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))) >= 1
 
 
-def test_wandb_init_waits_for_a_run_id_still_in_use(tmp_path, monkeypatch):
-    import wandb
-
-    from rdx import logger as rdx_logger
-    from rdx.config import LoggerConfig
-
-    calls = []
-
-    def flaky_init(**kwargs):
-        calls.append(kwargs["id"])
-        if len(calls) < 3:
-            raise RuntimeError(f"run ID {kwargs['id']} is in use")
-        return type("Run", (), {"id": kwargs["id"]})()
-
-    monkeypatch.setattr(wandb, "init", flaky_init)
-    monkeypatch.setattr(rdx_logger, "WANDB_INIT_WAIT_S", 0.0)
-    (tmp_path / ".wandb_id").write_text("abc123")
-    w = rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
-    assert calls == ["abc123"] * 3 and w.run.id == "abc123"
-    # held for good: this attempt trains on, logging to its run dir only
-    calls.clear()
-    monkeypatch.setattr(
-        wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("run ID abc123 is in use"))
-    )
-    w = rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
-    assert w.run is None and w.mode == "disabled"
-    w.log({"train/loss": 1.0}, step=1)  # a no-op, not an error
-    monkeypatch.setattr(wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("bad key")))
-    with pytest.raises(RuntimeError, match="bad key"):
-        rdx_logger.WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
-
-
 def test_wandb_ignores_a_service_token_inherited_from_another_process(tmp_path, monkeypatch):
     """A job submitted from a process with a W&B run inherits its WANDB_SERVICE: without
     this, the job attaches to that service (unreachable on another node; on the same node a
