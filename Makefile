@@ -10,7 +10,7 @@ PROJECT ?=
 STAMP := $(VENV)/.rdx-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run smoke test test-fast lint tables figures clean
+.PHONY: help install run smoke test test-fast lint tables figures bench bench-quick clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ endif
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
 	$(BIN)/python -m analysis.figures --csv results/runs.csv --runs $(RUNS) --out figures/
+
+bench: install ## All benchmarks against their baselines: prints a table, writes benchmarks/results.json
+	$(BIN)/python -m benchmarks
+
+bench-quick: install ## The same figures at small sizes (a few minutes on 2 cores)
+	$(BIN)/python -m benchmarks --quick
 
 clean: ## Remove results/, tables/, figures/ (never runs or the artifact cache)
 	rm -rf results tables figures

@@ -81,6 +81,10 @@ def test_metrics_and_trace_have_one_record_per_step_and_epoch(finished):
     # smoke: 64 prefixes x 2 samples = 128 trajectories, batch 32 -> 4 steps/epoch, log_every 1
     assert [r["epoch"] for r in epochs] == [0, 1]
     assert [r["step"] for r in steps] == list(range(1, 9))
+    perf = {r["event"]: r for r in records if r["kind"] == "perf"}  # the benchmarks' clock
+    assert perf.keys() == {"first_step", "trained"}
+    assert (perf["first_step"]["epoch"], perf["trained"]["epoch"]) == (0, 1)
+    assert perf["first_step"]["time"] < perf["trained"]["time"]
     keep = {r["train/keep_frac"] for r in steps}
     assert keep == {7 / 32}  # quantile 0.8 of 32 distinct values keeps 32 - ceil(0.8*31) = 7
     trace = [json.loads(line) for line in (run_dir / "trace.jsonl").read_text().splitlines()]
@@ -120,6 +124,10 @@ def test_interrupted_run_resumes_to_the_same_summary(finished, cache, tmp_path, 
     assert resumed == uninterrupted
     epochs = [r["epoch"] for r in RunRecords(tmp_path).read_metrics() if r["kind"] == "epoch"]
     assert epochs == [0, 1]  # the resumed epoch is not logged twice
+    perf = [
+        (r["event"], r["epoch"]) for r in RunRecords(tmp_path).read_metrics() if r["kind"] == "perf"
+    ]
+    assert perf == [("first_step", 0), ("first_step", 1), ("trained", 1)]  # one start per attempt
     assert json.loads((tmp_path / "status.json").read_text())["attempts"] == 2
 
 

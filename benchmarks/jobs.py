@@ -1,0 +1,222 @@
+"""Process-level benchmarks: what a researcher running a sweep actually waits for.
+
+Each job is a real `python -m rdx.train` process with W&B off. Start-up and training
+times come from the wall-clock marks the trainer writes to metrics.jsonl (`kind: perf`,
+events `first_step` and `trained`), against the moment this script started the process.
+Quick mode runs `experiment=smoke`; full mode the embedded default for `FULL_EPOCHS`
+epochs (its per-epoch cost is what the Table 1 projection scales up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import Figure
+
+FULL_EPOCHS = 1
+SWEEP_RUNS = 3
+# Table 1 of the embedded default: 6 attributes × (N/A + random and quantile at 4 γ).
+TABLE1_ATTRIBUTES, TABLE1_ARMS, DEFAULT_EPOCHS = 6, 9, 5
+# Thread variables a caller's shell may set would override what is being measured.
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RDX_PARALLEL_JOBS", "WANDB_SERVICE")
+
+
+@dataclass
+class Job:
+    wall: float  # process start → exit, s
+    startup: float  # process start → first training step, s
+    train: float  # first training step → training done, s
+    run_dir: Path
+
+
+def _size(quick: bool) -> list[str]:
+    base = ["logger=none"]
+    return base + (["experiment=smoke"] if quick else [f"trainer.epochs={FULL_EPOCHS}"])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    env.update(extra)
+    return env
+
+
+def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+    t0 = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rdx.train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, t0
+
+
+def _finish(proc: subprocess.Popen, t0: float, what: str) -> float:
+    out, _ = proc.communicate()
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark job {what} failed ({proc.returncode}):\n{out[-3000:]}")
+    return wall
+
+
+def _marks(run_dir: Path) -> dict[str, float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    perf = [json.loads(x) for x in lines if '"kind": "perf"' in x]
+    return {p["event"]: p["time"] for p in perf}
+
+
+def _job(run_dir: Path, t0: float, wall: float) -> Job:
+    m = _marks(run_dir)
+    return Job(wall, m["first_step"] - t0, m["trained"] - m["first_step"], run_dir)
+
+
+def run_jobs(
+    overrides: list[str], cache: Path, root: Path, names: list[str], env: dict[str, str]
+) -> list[Job]:
+    """Start one training job per name at once; wait for all."""
+    started = []
+    for name in names:
+        args = [*overrides, f"cache_dir={cache}", f"hydra.run.dir={root / name}"]
+        started.append((name, *_start(args, env)))
+    jobs = []
+    for name, proc, t0 in started:
+        wall = _finish(proc, t0, name)
+        jobs.append(_job(root / name, t0, wall))
+    return jobs
+
+
+def prepare(overrides: list[str], cache: Path, root: Path) -> float:
+    """Build the artifacts into `cache` (stage=prepare); wall seconds."""
+    args = [*overrides, "stage=prepare", f"cache_dir={cache}", f"hydra.run.dir={root}"]
+    proc, t0 = _start(args, _env())
+    return _finish(proc, t0, "prepare")
+
+
+def reject_seconds(reps: int = 3) -> float:
+    """Median wall time of `python -m rdx.train dropout=quantil` (a typo) to its exit 2."""
+    times = []
+    for _ in range(reps):
+        proc, t0 = _start(["dropout=quantil"], _env())
+        out, _ = proc.communicate()
+        times.append(time.time() - t0)
+        if proc.returncode != 2 or "dropout='quantil'" not in out:
+            raise RuntimeError(f"a bad config was not rejected as expected:\n{out[-2000:]}")
+    return statistics.median(times)
+
+
+def sweep(overrides: list[str], cache: Path, sweep_dir: Path, runs: int) -> float:
+    """A `-m` sweep of `runs` seeds (basic launcher) on a fresh cache; wall seconds."""
+    seeds = ",".join(str(s) for s in range(runs))
+    args = ["-m", *overrides, f"seed={seeds}", f"cache_dir={cache}", f"hydra.sweep.dir={sweep_dir}"]
+    proc, t0 = _start(args, _env())
+    return _finish(proc, t0, "sweep")
+
+
+def run(quick: bool, work: Path | None = None) -> list[Figure]:
+    """All process-level figures; `work` holds the runs and caches (a temp dir if None)."""
+    with tempfile.TemporaryDirectory(prefix="rdx-bench-") as tmp:
+        return _run(quick, Path(work) if work else Path(tmp))
+
+
+def _run(quick: bool, work: Path) -> list[Figure]:
+    size = _size(quick)
+    mode = "smoke" if quick else f"default, {FULL_EPOCHS} epoch"
+    figures: list[Figure] = []
+
+    # Sweep overhead: one artifact build + N trainings, against the sweep doing exactly that.
+    build = prepare(size, work / "cache-a", work / "prepare")
+    (single,) = run_jobs(size, work / "cache-a", work / "single", ["0"], _env())
+    swept = sweep(size, work / "cache-b", work / "sweep", SWEEP_RUNS)
+    ideal = build + SWEEP_RUNS * single.train
+    figures.append(
+        Figure(
+            f"sweep overhead ({SWEEP_RUNS} runs, {mode})",
+            swept,
+            "s",
+            baseline=ideal,
+            baseline_name="build + N × train",
+            goal="<= 1.15x",
+            note=f"build {build:.1f} s (its own process), train-only {single.train:.1f} s per run; "
+            "the sweep runs its jobs in one process (Hydra basic launcher) on a fresh cache",
+        )
+    )
+    figures.append(
+        Figure(
+            "job start-up (process start → first step)",
+            single.startup,
+            "s",
+            goal="<= 6 s",
+            note="cached artifacts; imports, config, artifact loading, building π",
+        )
+    )
+    figures.append(Figure("reject a bad config (exit 2)", reject_seconds(), "s", goal="<= 2 s"))
+
+    # Parallel jobs on all cores: rdx's threads (cores ÷ jobs) against one job alone.
+    cores = len(os.sched_getaffinity(0))
+    (alone,) = run_jobs(size, work / "cache-a", work / "alone", ["0"], _env())
+    names = [str(i) for i in range(cores)]
+    split = run_jobs(
+        size, work / "cache-a", work / "split", names, _env(RDX_PARALLEL_JOBS=str(cores))
+    )
+    over = run_jobs(
+        [*size, f"trainer.threads={cores}"], work / "cache-a", work / "over", names, _env()
+    )
+    one = 3600 / alone.wall
+    figures.append(
+        Figure(
+            f"{cores} jobs × {1} thread, aggregate",
+            cores * 3600 / max(j.wall for j in split),
+            "runs/h",
+            baseline=one,
+            baseline_name=f"1 job × {cores} threads",
+            goal=f">= {0.9 * cores:.1f}x",
+            note=f"{mode}; whole processes (start-up included), all started together",
+        )
+    )
+    figures.append(
+        Figure(
+            f"{cores} jobs × {cores} threads (oversubscribed)",
+            cores * 3600 / max(j.wall for j in over),
+            "runs/h",
+            baseline=one,
+            baseline_name=f"1 job × {cores} threads",
+            note="torch's default threads per job: what rdx's cores ÷ jobs setting avoids",
+        )
+    )
+
+    if quick:
+        figures.append(
+            Figure(
+                "Table 1 grid, embedded default (54 runs)",
+                float("nan"),
+                "min",
+                goal="<= 30 min",
+                note="projected in full mode only (needs default-size runs)",
+            )
+        )
+    else:
+        per_run = single.startup + single.train * DEFAULT_EPOCHS / FULL_EPOCHS
+        parallel = (cores * 3600 / max(j.wall for j in split)) / one
+        runs = TABLE1_ATTRIBUTES * TABLE1_ARMS
+        minutes = (TABLE1_ATTRIBUTES * build + runs * per_run / max(parallel, 1.0)) / 60
+        figures.append(
+            Figure(
+                f"Table 1 grid, embedded default ({runs} runs)",
+                minutes,
+                "min",
+                goal="<= 30 min",
+                note=f"projected: {TABLE1_ATTRIBUTES} artifact builds × {build:.0f} s (an upper "
+                f"bound: β is shared) + {runs} runs × {per_run:.0f} s ({DEFAULT_EPOCHS} epochs) "
+                f"÷ {parallel:.2f} (measured {cores}-job speed-up)",
+            )
+        )
+    return figures

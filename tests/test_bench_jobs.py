@@ -1,0 +1,82 @@
+"""The process-level benchmarks' arithmetic and plumbing (the timed runs are `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import jobs, projection
+from benchmarks.__main__ import main as bench_main
+
+
+def test_job_times_come_from_the_trainers_perf_marks(tmp_path):
+    lines = [
+        {"kind": "step", "step": 1, "epoch": 0, "train/loss": 1.0},
+        {"kind": "perf", "event": "first_step", "epoch": 0, "time": 1000.0},
+        {"kind": "perf", "event": "first_step", "epoch": 1, "time": 1010.5},  # a resumed attempt
+        {"kind": "perf", "event": "trained", "epoch": 1, "time": 1030.0},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    job = jobs._job(tmp_path, t0=1005.0, wall=27.0)
+    # the last attempt's start: 1010.5 - 1005 s start-up, then 1030 - 1010.5 s of training
+    assert (job.startup, job.train, job.wall) == (5.5, 19.5, 27.0)
+
+
+def test_reject_seconds_runs_the_real_cli_and_checks_its_error():
+    seconds = jobs.reject_seconds(reps=1)
+    assert 0 < seconds < 30
+
+
+def test_child_processes_get_no_inherited_thread_or_wandb_settings(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("WANDB_SERVICE", "3-1-unix-/x")
+    env = jobs._env(RDX_PARALLEL_JOBS="2")
+    assert "OMP_NUM_THREADS" not in env and "WANDB_SERVICE" not in env
+    assert env["RDX_PARALLEL_JOBS"] == "2"
+
+
+def test_paper_scale_gpu_seconds_by_hand():
+    s = projection.PaperScale(
+        prefixes=10,
+        samples_per_prefix=2,  # n = 20 trajectories
+        prefix_len=4,
+        total_len=10,  # 6 new tokens
+        attributes=2,
+        arms=3,
+        epochs=2,
+        target_params=100.0,
+        behavior_params=1000.0,
+        reward_params=10.0,
+        gpus=2,
+        peak=1000.0,
+        util_decode=0.5,
+        util_forward=1.0,
+        util_train=0.25,
+    )
+    got = projection.gpu_seconds(s)
+    assert got["behavior sampling"] == pytest.approx(2 * 20 * 6 * 2 * 1000 / 500)  # 960
+    assert got["behavior + reward scoring"] == pytest.approx(2 * 20 * 10 * 2 * 1010 / 1000)
+    assert got["target training"] == pytest.approx(6 * 2 * 20 * 10 * 6 * 100 / 250)
+    greedy = 2 * 20 * 6 * 2 * 100 / 500 + 2 * 20 * 10 * 2 * 10 / 1000
+    assert got["per-step greedy reward metric"] == pytest.approx(6 * greedy)
+    (fig,) = projection.run(s)
+    assert fig.unit == "h" and fig.value == pytest.approx(sum(got.values()) / 2 / 3600)
+
+
+def test_bench_cli_rejects_an_unknown_part(capsys):
+    with pytest.raises(SystemExit) as err:
+        bench_main(["--only", "compute,jobz"])
+    assert err.value.code == 2
+    assert "--only='compute,jobz'" in capsys.readouterr().err
+
+
+def test_bench_cli_writes_results_json(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    assert bench_main(["--quick", "--only", "projection", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and data["machine"]["fp32_gflops"] > 0
+    (fig,) = data["figures"]
+    assert fig["unit"] == "h" and math.isfinite(fig["value"])
+    assert "Table 1 at paper scale" in capsys.readouterr().out
