@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,11 @@ def cached(
         tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        tic = time.perf_counter()
         build(tmp)
         (tmp / "settings.json").write_text(
             json.dumps(settings, indent=1, sort_keys=True, default=str)
         )
         os.rename(tmp, final)
-        log.info("cache: built %s/%s", kind, final.name)
+        log.info("cache: built %s/%s in %.1f s", kind, final.name, time.perf_counter() - tic)
     return final

@@ -80,3 +80,24 @@ def test_bench_cli_writes_results_json(tmp_path, capsys):
     (fig,) = data["figures"]
     assert fig["unit"] == "h" and math.isfinite(fig["value"])
     assert "Table 1 at paper scale" in capsys.readouterr().out
+
+
+def test_table1_builds_count_each_artifact_as_often_as_the_grid_needs_it():
+    log = (
+        "[2026-11-25 21:48:38,964][rdx][INFO] - cache: built tokenizer/ff68 in 0.5 s\n"
+        "[2026-11-25 21:55:36,023][rdx][INFO] - cache: built behavior/5c27 in 60.0 s\n"
+        "[2026-11-25 21:55:44,373][rdx][INFO] - cache: reusing reward/95b1\n"
+        "[2026-11-25 21:55:44,373][rdx][INFO] - cache: built reward/95b1 in 8.25 s\n"
+        "[2026-11-25 21:55:50,929][rdx][INFO] - cache: built trajectories/feb7 in 6.5 s\n"
+        "[2026-11-25 21:55:55,744][rdx][INFO] - cache: built scores/e862 in 4.0 s\n"
+    )
+    stages = jobs.stage_seconds(log)
+    assert stages == {
+        "tokenizer": 0.5,
+        "behavior": 60.0,
+        "reward": 8.25,
+        "trajectories": 6.5,
+        "scores": 4.0,
+    }
+    # tokenizer and β once, R for 2 tasks, trajectories + scores for 6 attributes
+    assert jobs.table1_builds(stages) == pytest.approx(0.5 + 60 + 2 * 8.25 + 6 * (6.5 + 4.0))
