@@ -206,9 +206,9 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 # Wall-clock marks for the benchmarks (start-up = process start → here).
                 _mark(records, "first_step", epoch)
 
-            # Paper-faithful table metrics, on the training batch before this update's effect:
-            # teacher-forced accuracy on all samples (kept or not), and R of π's greedy
-            # continuations of the batch's prefixes.
+            # Paper-faithful table metrics on the training batch: teacher-forced accuracy on
+            # all samples (kept or not) from this step's forward pass, before the update, and
+            # R of the updated π's greedy continuations of the batch's prefixes.
             sums["acc"] += acc.mean().item()
             greedy = _retry_on_oom(
                 lambda m: sample_sequences(
