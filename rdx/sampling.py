@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from rdx.draw import multinomial_one
 from rdx.objective import masked_mean, token_logprobs
 
 
@@ -112,7 +113,7 @@ def _sample_batch(model, prefixes, new_tokens, temperature, generator, eos_id):
                 # Draw where the generator lives: a CPU generator keeps one seeded stream
                 # whatever device the model is on (multinomial rejects a mismatched one).
                 probs = probs.to(generator.device)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
+            nxt = multinomial_one(probs, generator).to(device)
         if eos_id is not None:
             nxt = nxt.masked_fill(finished, eos_id)
             finished |= nxt == eos_id

@@ -4,7 +4,8 @@ scores as rdx, their figures check goals correctly, and every benchmark runs at 
 tests/test_sampling.py already checks the cached sampler against a no-cache loop (greedy and
 sampled, one generator), greedy decoding against generate(), and mean_token_prob against a
 naive float64 scorer; tests/test_objective.py checks token_logprobs against log_softmax().
-What is added here is that the benchmarks' own baselines are the same computation as rdx's.
+What is added here: the benchmarks' own baselines are the same computation as rdx's
+(tests/test_draw.py: rdx's fast one-draw sampler is torch.multinomial, draw for draw).
 """
 
 import math
@@ -219,6 +220,18 @@ def test_train_smoke(beta, peak):
     )
     assert len(figs) == 2 and figs[0].unit == "GFLOP/s" and figs[0].met is not None
     _finite_positive(figs, expect_nan=() if peak["bf16_supported"] else (figs[1].name,))
+
+
+def test_train_without_bf16_gives_a_row_saying_why(beta, peak):
+    no_bf16 = {**peak, "bf16_supported": False, "bf16_reason": "CPU has neither"}
+    figs = compute.train_figures("small", beta, no_bf16, batch=2, seq_len=5, **FAST)
+    assert math.isnan(figs[1].value) and figs[1].met is None
+    assert figs[1].note == "no bf16: CPU has neither"
+    if peak["bf16_supported"]:
+        skipped = compute.train_figures(
+            "small", beta, peak, batch=2, seq_len=5, bf16_skipped="not now", **FAST
+        )
+        assert math.isnan(skipped[1].value) and skipped[1].note == "not now"
 
 
 def test_sampling_smoke(beta):
