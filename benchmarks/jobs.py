@@ -24,6 +24,7 @@ from benchmarks.common import Figure
 
 FULL_EPOCHS = 1
 SWEEP_RUNS = 3
+PARALLEL_REPS = 2
 # Table 1 of the embedded default: 6 attributes × (N/A + random and quantile at 4 γ).
 TABLE1_ATTRIBUTES, TABLE1_TASKS, TABLE1_ARMS, DEFAULT_EPOCHS = 6, 2, 9, 5
 # Thread variables a caller's shell may set would override what is being measured.
@@ -175,32 +176,39 @@ def _run(quick: bool, work: Path) -> list[Figure]:
     )
     figures.append(Figure("reject a bad config (exit 2)", reject_seconds(), "s", goal="<= 2 s"))
 
-    # Parallel jobs on all cores: rdx's threads (cores ÷ jobs) against one job alone.
+    # Parallel jobs on all cores: rdx's threads (cores ÷ jobs) against one job alone. Each
+    # setting runs PARALLEL_REPS times, round-robin, and keeps its best wall time: single
+    # ~20 s processes on a shared machine vary by tens of percent.
     cores = len(os.sched_getaffinity(0))
-    (alone,) = run_jobs(size, work / "cache-a", work / "alone", ["0"], _env())
     names = [str(i) for i in range(cores)]
-    split = run_jobs(
-        size, work / "cache-a", work / "split", names, _env(RDX_PARALLEL_JOBS=str(cores))
-    )
-    over = run_jobs(
-        [*size, f"trainer.threads={cores}"], work / "cache-a", work / "over", names, _env()
-    )
-    one = 3600 / alone.wall
+    settings = {
+        "alone": (size, ["0"], _env()),
+        "split": (size, names, _env(RDX_PARALLEL_JOBS=str(cores))),
+        "over": ([*size, f"trainer.threads={cores}"], names, _env()),
+    }
+    best: dict[str, float] = {}
+    for rep in range(PARALLEL_REPS):
+        for key, (args, job_names, env) in settings.items():
+            done = run_jobs(args, work / "cache-a", work / f"{key}-{rep}", job_names, env)
+            best[key] = min(best.get(key, float("inf")), max(j.wall for j in done))
+    alone_wall, split_wall, over_wall = best["alone"], best["split"], best["over"]
+    one = 3600 / alone_wall
     figures.append(
         Figure(
             f"{cores} jobs × {1} thread, aggregate",
-            cores * 3600 / max(j.wall for j in split),
+            cores * 3600 / split_wall,
             "runs/h",
             baseline=one,
             baseline_name=f"1 job × {cores} threads",
             goal=f">= {0.9 * cores:.1f}x",
-            note=f"{mode}; whole processes (start-up included), all started together",
+            note=f"{mode}; whole processes (start-up included), all started together; "
+            f"best of {PARALLEL_REPS}",
         )
     )
     figures.append(
         Figure(
             f"{cores} jobs × {cores} threads (oversubscribed)",
-            cores * 3600 / max(j.wall for j in over),
+            cores * 3600 / over_wall,
             "runs/h",
             baseline=one,
             baseline_name=f"1 job × {cores} threads",
@@ -224,7 +232,7 @@ def _run(quick: bool, work: Path) -> list[Figure]:
         default = [f for f in size if not f.startswith("trainer.epochs=")]
         (full,) = run_jobs(default, work / "cache-a", work / "default-run", ["0"], _env())
         per_run = full.startup + full.train
-        parallel = (cores * 3600 / max(j.wall for j in split)) / one
+        parallel = (cores * 3600 / split_wall) / one
         runs = TABLE1_ATTRIBUTES * TABLE1_ARMS
         builds = table1_builds(stages)
         minutes = (builds + runs * per_run / max(parallel, 1.0)) / 60
