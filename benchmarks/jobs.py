@@ -4,12 +4,11 @@ Each job is a real `python -m rdx.train` process with W&B off. Start-up and trai
 times come from the wall-clock marks the trainer writes to metrics.jsonl (`kind: perf`,
 events `first_step` and `trained`), against the moment this script started the process.
 Quick mode runs `experiment=smoke`; full mode the embedded default for `FULL_EPOCHS`
-epochs (its per-epoch cost is what the Table 1 projection scales up).
+epochs, plus one whole default run that the Table 1 projection scales up.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -21,14 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import Figure
+from rdx.records import RunRecords
 
 FULL_EPOCHS = 1
 SWEEP_RUNS = 3
 PARALLEL_REPS = 2
 # Table 1 of the embedded default: 6 attributes × (N/A + random and quantile at 4 γ).
 TABLE1_ATTRIBUTES, TABLE1_TASKS, TABLE1_ARMS, DEFAULT_EPOCHS = 6, 2, 9, 5
-# Thread variables a caller's shell may set would override what is being measured.
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RDX_PARALLEL_JOBS", "WANDB_SERVICE")
+# What a caller's environment may set that would change what is measured: thread counts,
+# and a W&B service to attach to.
+_INHERITED_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RDX_PARALLEL_JOBS", "WANDB_SERVICE")
 
 
 @dataclass
@@ -45,7 +46,7 @@ def _size(quick: bool) -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_VARS}
     env.update(extra)
     return env
 
@@ -71,9 +72,10 @@ def _finish(proc: subprocess.Popen, t0: float, what: str) -> float:
 
 
 def _marks(run_dir: Path) -> dict[str, float]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    perf = [json.loads(x) for x in lines if '"kind": "perf"' in x]
-    return {p["event"]: p["time"] for p in perf}
+    """The last (this attempt's) time of each perf event in the run's metrics.jsonl."""
+    return {
+        r["event"]: r["time"] for r in RunRecords(run_dir).read_metrics() if r["kind"] == "perf"
+    }
 
 
 def _job(run_dir: Path, t0: float, wall: float) -> Job:
