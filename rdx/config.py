@@ -14,7 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-DROPOUT_MODES = ("none", "quantile", "random", "threshold")
+from rdx import hub
+from rdx.method import DROPOUT_MODES
 
 
 class ConfigError(ValueError):
@@ -283,54 +284,17 @@ def validate(raw: dict[str, Any]) -> Config:
         ("behavior.hub", cfg.behavior.hub),
         ("reward.hub", cfg.reward.hub),
     ):
-        _check_hub(key, name)
+        problem = hub.check_name(key, name)
+        if problem is not None:
+            raise ConfigError(problem)
 
     _check_data(cfg)
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
 
 
-def _check_hub(key: str, name: str | None) -> None:
-    """A hub model must be loadable without waiting on the network (DESIGN §4).
-
-    Accepted: a local dir (what save_pretrained or `huggingface-cli download --local-dir`
-    wrote), a name already in the Hugging Face cache, or any name with RDX_HUB=1 (downloads
-    opted in) when the hub answers. Anything else fails here, in a second, instead of
-    after ~30 s of retries.
-    """
-    if name is None:
-        return
-    path = os.path.expanduser(name)
-    if os.path.isdir(path):
-        return
-    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
-        raise ConfigError(f"{key}={name!r}: directory not found")
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cached = try_to_load_from_cache(name, "config.json")
-    except ValueError:  # not a valid repo id either (HFValidationError)
-        raise ConfigError(f"{key}={name!r}: neither a directory nor a hub model name") from None
-    if isinstance(cached, str):
-        return
-    if os.environ.get("RDX_HUB", "0") == "1":
-        from rdx.corpus import _hub_reachable
-
-        if not _hub_reachable():
-            raise ConfigError(
-                f"{key}={name!r}: RDX_HUB=1 but the Hugging Face hub is unreachable; "
-                f"download it where there is access (huggingface-cli download {name} "
-                f"--local-dir DIR) and pass {key}=DIR"
-            )
-        return
-    raise ConfigError(
-        f"{key}={name!r}: not a local directory and not in the Hugging Face cache, and "
-        f"downloads are off; save it where there is hub access (huggingface-cli download "
-        f"{name} --local-dir DIR) and pass {key}=DIR, or set RDX_HUB=1 to download it"
-    )
-
-
 def _check_data(cfg: Config) -> None:
-    from rdx.corpus import ATTRIBUTES, DataError, check_source
+    from rdx.data.corpus import ATTRIBUTES, DataError
+    from rdx.data.loaders import check_source
 
     known = ", ".join(ATTRIBUTES)
     if cfg.dataset.name not in ATTRIBUTES:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 def _now() -> str:
@@ -32,7 +31,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON value in `path`, or None when there is no such file (ValueError if damaged)."""
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def natural_key(name: str | Path) -> list[int | str]:
+    """Sort key that orders Hydra's job dirs 0, 1, ..., 10 (not zero-padded) by number."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name))]
 
 
 def git_sha() -> str | None:
@@ -115,6 +120,8 @@ class RunRecords:
 
     # checkpoint -----------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch  # here, not at the top: analysis and the sweep summary read records too
+
         tmp = self.checkpoint_path.with_name(f".checkpoint.pt.tmp-{os.getpid()}")
         torch.save(state, tmp)
         os.replace(tmp, self.checkpoint_path)
@@ -122,4 +129,6 @@ class RunRecords:
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
             return None
+        import torch
+
         return torch.load(self.checkpoint_path, weights_only=False)

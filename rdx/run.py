@@ -62,7 +62,7 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
             tags=[sha] if sha else [],
         )
         try:
-            from rdx.artifacts import prepare
+            from rdx.pipeline.artifacts import prepare
 
             prep = prepare(cfg)
             if cfg.stage == "prepare":
@@ -70,7 +70,7 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
                 records.set_status("completed")
                 logger.finish()
                 return None
-            from rdx.trainer import train
+            from rdx.pipeline.trainer import train
 
             summary = train(cfg, prep, records, logger)
             write_json(summary_path, summary)

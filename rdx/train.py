@@ -18,20 +18,17 @@ any run did not complete: Hydra and submitit report failed jobs as completed (DE
 
 from __future__ import annotations
 
-import json
-import re
 import sys
-from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rdx.config import ConfigError, validate
+from rdx.sweep import SweepRecorder, check_sweep
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCH = (CONF, CONF.parent)  # conf/ groups, and sweeps/ at the top level
@@ -75,7 +72,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"rdx: config error: {err}", file=sys.stderr)
         sys.exit(2)
-    from rdx.models import HubUnavailable
+    from rdx.hub import HubUnavailable
     from rdx.run import execute
 
     try:
@@ -88,93 +85,6 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"rdx: hub error: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-# SWEEP CHECK ---------------------------------------------------------------------------
-class SweepRecorder(Callback):
-    """Remembers the sweep dir of a multirun (conf/train.yaml hydra.callbacks).
-
-    Runs in the launching process before any job; resolving `hydra.sweep.dir` here caches
-    its `${now:}` on the same config object the launcher reads, so both see one directory.
-    """
-
-    sweep_dir: ClassVar[Path | None] = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        SweepRecorder.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """Every job dir's status into <sweep_dir>/sweep.json: job -> run dir, state, result."""
-    job_dirs = [
-        p
-        for p in sweep_dir.iterdir()
-        if p.is_dir() and ((p / "status.json").exists() or (p / ".hydra").is_dir())
-    ]
-    # Hydra's job dirs 0, 1, ..., 10 are not zero-padded: natural order.
-    job_dirs.sort(key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
-    jobs = []
-    for job_dir in job_dirs:
-        status = _read_json(job_dir / "status.json") or {}
-        summary = _read_json(job_dir / "summary.json") or {}
-        overrides = job_dir / ".hydra" / "overrides.yaml"
-        state = status.get("state", "unknown")
-        error = status.get("error") if status else "no status.json: the job ended before rdx ran"
-        jobs.append(
-            {
-                "job": job_dir.name,
-                "run_dir": str(job_dir),
-                "state": state,
-                "error": error,
-                "acc_plus_reward": summary.get("acc_plus_reward") if state == "completed" else None,
-                "attempts": status.get("attempts"),
-                "overrides": list(OmegaConf.load(overrides)) if overrides.exists() else None,
-            }
-        )
-    record = {
-        "sweep_dir": str(sweep_dir),
-        "counts": dict(Counter(job["state"] for job in jobs)),
-        "jobs": jobs,
-    }
-    tmp = sweep_dir / f".sweep.json.tmp-{id(record)}"
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(sweep_dir / "sweep.json")
-    return record
-
-
-def check_sweep(sweep_dir: Path) -> bool:
-    """Write sweep.json and say which runs did not complete; True if every run completed."""
-    record = summarize_sweep(sweep_dir)
-    jobs = record["jobs"]
-    bad = [job for job in jobs if job["state"] != "completed"]
-    if not jobs:
-        print(f"rdx: sweep {sweep_dir}: no job dirs found", file=sys.stderr)
-        return False
-    if not bad:
-        print(
-            f"rdx: sweep {sweep_dir}: {len(jobs)}/{len(jobs)} runs completed "
-            f"(summary: {sweep_dir / 'sweep.json'})",
-            file=sys.stderr,
-        )
-        return True
-    print(
-        f"rdx: sweep {sweep_dir}: {len(bad)} of {len(jobs)} runs did not complete "
-        f"(summary: {sweep_dir / 'sweep.json'}):",
-        file=sys.stderr,
-    )
-    for job in bad:
-        print(
-            f"  job {job['job']} {job['state']}: {job['error']}  [{job['run_dir']}]",
-            file=sys.stderr,
-        )
-    return False
 
 
 def cli() -> None:
@@ -193,7 +103,4 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    # Hydra instantiates the callback by its import path, rdx.train.SweepRecorder: make that
-    # name this very module, so the sweep dir it records is the one `cli` reads.
-    sys.modules.setdefault("rdx.train", sys.modules[__name__])
     cli()

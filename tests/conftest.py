@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory) -> dict[str, str]:
+    """Tiny random-weight models of every hub preset's class, saved to local dirs."""
+    from tests.local_hub import build_hub
+
+    return build_hub(tmp_path_factory.mktemp("hub"))
+
+
 SLURM_NOT_RUNNING = "SLURM cluster not running: start it with scripts/slurm-up"
 
 

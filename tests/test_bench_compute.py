@@ -2,7 +2,7 @@
 scores as rdx, their figures check goals correctly, and every benchmark runs at tiny sizes.
 
 tests/test_sampling.py already checks the cached sampler against a no-cache loop (greedy and
-sampled, one generator), greedy decoding against generate(), and mean_token_prob against a
+sampled, one generator), greedy decoding against generate(), and sequence_prob against a
 naive float64 scorer; tests/test_objective.py checks token_logprobs against log_softmax().
 What is added here: the benchmarks' own baselines are the same computation as rdx's
 (tests/test_draw.py: rdx's fast one-draw sampler is torch.multinomial, draw for draw).
@@ -16,7 +16,8 @@ import torch
 from benchmarks import compute
 from benchmarks.common import Figure, Goal, format_table, timeit, timeit_many
 from benchmarks.peak import bf16_support, measure_peak
-from rdx.sampling import classifier_logits, mean_token_prob, sample
+from rdx.lm.sampling import classifier_logits, sample, sequence_prob
+from rdx.lm.sequences import Sequences
 
 # A model of the default tiny β's depth and width, but 64 tokens of vocabulary: fast.
 SMALL = {"vocab_size": 64, "n_layer": 2, "n_embd": 32, "n_head": 2}
@@ -81,11 +82,11 @@ def test_nocache_baseline_samples_exactly_rdx_tokens(beta, temperature):
     assert torch.equal(fast, slow)
 
 
-def test_mean_token_prob_log_probs_match_log_softmax_gather(beta):
+def test_sequence_prob_log_probs_match_log_softmax_gather(beta):
     """β's score at the benchmark's shapes (T=30, p=4, no EOS): the mean of exp of the
     straightforward log_softmax().gather() over the continuation, to 1e-5."""
     tokens = torch.randint(1, 64, (7, 30), generator=torch.Generator().manual_seed(4))
-    got = mean_token_prob(beta, tokens, 4, eos_id=None, batch_size=3)
+    got = sequence_prob(beta, Sequences.from_samples(tokens, 4, None), batch_size=3)
     with torch.no_grad():
         logits = beta(input_ids=tokens[:, :-1]).logits.double()
     logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)

@@ -11,18 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rdx import corpus as corpus_mod
-from rdx.corpus import (
-    ATTRIBUTES,
-    Corpus,
-    DataError,
-    Example,
-    check_source,
-    clean_agnews,
-    load_corpus,
-    tokenize,
-)
-from rdx.synthetic import generate
+from rdx.data.corpus import ATTRIBUTES, Corpus, DataError, Example
+from rdx.data.loaders import check_source, held_out_row, load_corpus
+from rdx.data.synthetic import generate
+from rdx.data.text import clean_agnews, split_sentences, tokenize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(
@@ -182,7 +174,7 @@ def test_clean_agnews_repairs_the_release_escapes():
 
 def test_sentence_split_keeps_abbreviations():
     text = "Shares of Microsoft Corp. Rose in the U.S. Market today. Then it fell back again."
-    assert corpus_mod.split_sentences(text) == [
+    assert split_sentences(text) == [
         "shares of microsoft corp . rose in the u.s . market today .",
         "then it fell back again .",
     ]
@@ -273,7 +265,7 @@ def test_bad_sizes_and_synthetic_only_options():
 def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(corpus_mod, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("rdx.data.loaders.reachable", lambda timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(DataError, match=r"hub is unreachable.*dataset.path=<dir>"):
         load_corpus("agnews", hub=True)
@@ -340,7 +332,7 @@ def test_agnews_local_classes_cleaning_and_carving():
     # Only test.csv: held out := rows whose hash is in the lowest 10%, the same every time.
     with open(DATA / "ag_news" / "test.csv", newline="") as f:
         rows = list(csv.reader(f))
-    held_rows = [r for r in rows if corpus_mod._held_out(",".join(r))]
+    held_rows = [r for r in rows if held_out_row(",".join(r))]
     assert 0.08 < len(held_rows) / len(rows) < 0.12
     assert load_corpus("agnews", path=str(DATA / "ag_news")).test == c.test
     assert 400 < len(c.test) < 900 and len(c.train) > 5000

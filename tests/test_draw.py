@@ -1,10 +1,10 @@
-"""rdx.draw.multinomial_one is torch.multinomial(probs, 1), draw for draw."""
+"""rdx.lm.draw.multinomial_one is torch.multinomial(probs, 1), draw for draw."""
 
 import pytest
 import torch
 
-import rdx.draw as draw
-from rdx.draw import multinomial_one
+import rdx.lm.draw as draw
+from rdx.lm.draw import multinomial_one
 
 
 @pytest.mark.parametrize("shape", [(512, 2048), (3, 50257), (1, 7)])

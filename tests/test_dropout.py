@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rdx.dropout import keep_mask, quantile_keep, random_keep, threshold_keep
+from rdx.method.dropout import keep_mask, quantile_keep, random_keep, threshold_keep
 
 
 def test_quantile_keep_by_hand():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rdx.objective import (
+from rdx.method.objective import (
     bi_objective_reward,
     clip_by_norm,
     masked_accuracy,

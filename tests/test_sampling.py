@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from rdx.models import tiny_bert, tiny_gpt2
-from rdx.objective import token_logprobs
-from rdx.sampling import classifier_logits, continuation_mask, mean_token_prob, sample
+from rdx.lm.models import tiny_bert, tiny_gpt2
+from rdx.lm.sampling import classifier_logits, sample, sequence_prob
+from rdx.lm.sequences import Sequences
+from rdx.method.objective import token_logprobs
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +63,10 @@ def test_greedy_matches_transformers_generate(lm):
     assert torch.equal(ours, theirs)
 
 
-def test_mean_token_prob_matches_naive(lm):
+def test_sequence_prob_matches_naive(lm):
     tokens = torch.randint(1, 97, (5, 12), generator=torch.Generator().manual_seed(4))
     tokens[1, 7:] = 0  # EOS at position 7: positions 8.. are filler
-    got = mean_token_prob(lm, tokens, prefix_len=4, eos_id=0, batch_size=2)
+    got = sequence_prob(lm, Sequences.from_samples(tokens, 4, eos_id=0), batch_size=2)
     with torch.no_grad():
         for i in range(5):
             probs = torch.softmax(lm(input_ids=tokens[i : i + 1]).logits[0].double(), -1)
@@ -75,20 +76,22 @@ def test_mean_token_prob_matches_naive(lm):
             assert got[i].item() == pytest.approx(want.item(), abs=1e-5)
 
 
-def test_continuation_mask():
+def test_sample_rows_mask_the_continuation_up_to_its_eos():
     tokens = torch.tensor([[5, 6, 7, 8, 9, 9], [5, 6, 7, 8, 2, 2]])
-    assert continuation_mask(tokens, prefix_len=4).tolist() == [[0, 0, 0, 1, 1]] * 2
-    assert continuation_mask(tokens[:1], 4, score_prefix=True).tolist() == [[1, 1, 1, 1, 1]]
+    assert Sequences.from_samples(tokens, 4, None).mask().tolist() == [[0, 0, 0, 1, 1]] * 2
+    assert Sequences.from_samples(tokens[:1], 4, None).mask(score_prefix=True).tolist() == [
+        [1, 1, 1, 1, 1]
+    ]
     # row 0: the EOS (id 2) at position 5 is scored, the filler after it is not
     eos = torch.tensor(
         [[5, 6, 7, 8, 3, 2, 2, 2], [5, 2, 7, 8, 2, 2, 2, 2], [5, 6, 7, 8, 3, 4, 1, 2]]
     )
-    assert continuation_mask(eos, 4, eos_id=2).tolist() == [
+    assert Sequences.from_samples(eos, 4, eos_id=2).mask().tolist() == [
         [0, 0, 0, 1, 1, 0, 0],
         [0, 0, 0, 1, 0, 0, 0],  # an EOS inside the prefix ends nothing
         [0, 0, 0, 1, 1, 1, 1],
     ]
-    assert continuation_mask(eos, 4, eos_id=2, score_prefix=True)[0].tolist() == [
+    assert Sequences.from_samples(eos, 4, eos_id=2).mask(score_prefix=True)[0].tolist() == [
         1,
         1,
         1,

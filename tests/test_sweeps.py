@@ -59,7 +59,7 @@ def sweep_jobs(preset: str, *extra: str) -> list[list[str]]:
 def test_every_value_of_every_sweep_preset_composes(preset, monkeypatch):
     """Each value of each swept key, the others at their first value, so no option rots."""
     # Hub presets (table2's gpt2 ...) cannot be resolved offline; the rest is validated.
-    monkeypatch.setattr("rdx.config._check_hub", lambda key, hub: None)
+    monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)
     params = sweep_params(preset)
     assert compose_full(f"sweeps={preset}").sweep == preset  # the W&B group / tables column
     first = {key: values[0] for key, values in params.items()}
@@ -215,7 +215,7 @@ def test_mistyped_sweep_or_launcher_fails_in_one_line(tmp_path, arg, message):
 
 def test_sweep_summary_names_every_job_and_its_state(tmp_path):
     """sweep.json from the job dirs alone: what `python -m rdx.train -m` writes at the end."""
-    from rdx.train import check_sweep
+    from rdx.sweep import check_sweep
 
     for job, state, summary in [
         ("0", "completed", {"acc_plus_reward": 1.25}),

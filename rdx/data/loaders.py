@@ -1,4 +1,4 @@
-"""Text corpora with attribute labels: the synthetic grammar, Yelp sentences and AG News.
+"""Where a corpus comes from: the synthetic grammar, local Yelp/AG News files, or the hub.
 
 Every corpus is lower-cased, whitespace-tokenised sentences (punctuation and clitics as
 separate tokens, as in the Yelp style-transfer files), each with a task and a label.
@@ -36,57 +36,20 @@ n_per_attribute // 10)`` when ``n_per_attribute`` is set, else all).
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import html
-import os
 import random
 import re
-import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
-SENTIMENT = ("negative", "positive")
-TOPIC = ("world", "sport", "business", "sci_tech")
-ATTRIBUTES: dict[str, dict[str, tuple[str, ...]]] = {
-    "synthetic": {"sentiment": SENTIMENT, "topic": TOPIC},
-    "yelp": {"sentiment": SENTIMENT},
-    "agnews": {"topic": TOPIC},
-}
+from rdx.data.corpus import ATTRIBUTES, Corpus, DataError, Example
+from rdx.data.synthetic import generate
+from rdx.data.text import agnews_sentences, split_sentences
+from rdx.hub import offline, reachable
+
 HELD_OUT_FRACTION = 0.10  # carved share of a single local split
 _LOCAL_HINT = {"yelp": "../shared/data/yelp", "agnews": "../shared/data/ag_news"}
-
-
-class DataError(ValueError):
-    """A one-line, user-facing problem with the dataset settings or files."""
-
-
-@dataclass(frozen=True)
-class Example:
-    text: str  # lower-cased, whitespace-separated words
-    task: str  # "sentiment" | "topic"
-    label: int  # index into Corpus.tasks[task]
-
-
-@dataclass
-class Corpus:
-    name: str
-    tasks: dict[str, tuple[str, ...]]  # task -> attribute names in label order
-    train: list[Example]
-    test: list[Example]  # held out: never used to train anything
-
-    def task_of(self, attribute: str) -> tuple[str, int]:
-        for task, attrs in self.tasks.items():
-            if attribute in attrs:
-                return task, attrs.index(attribute)
-        raise DataError(
-            f"attribute={attribute}: unknown for dataset {self.name}; "
-            f"allowed: {', '.join(self.attributes())}"
-        )
-
-    def attributes(self) -> list[str]:
-        return [a for attrs in self.tasks.values() for a in attrs]
 
 
 def check_source(name: str, path: str | None, hub: bool) -> None:
@@ -117,7 +80,7 @@ def load_corpus(
     **synthetic_opts,
 ) -> Corpus:
     """Load a corpus. A local ``path`` wins over ``hub``; ``synthetic_opts`` (noise,
-    neutral_frac) go to :func:`rdx.synthetic.generate`."""
+    neutral_frac) go to :func:`rdx.data.synthetic.generate`."""
     check_source(name, path, hub)
     if synthetic_opts and name != "synthetic":
         raise DataError(f"dataset.name={name}: options {sorted(synthetic_opts)} are synthetic-only")
@@ -129,8 +92,6 @@ def load_corpus(
         if value is not None and value < 1:
             raise DataError(f"dataset.{key}={value}: must be a positive integer")
     if name == "synthetic":
-        from rdx.synthetic import generate
-
         n_per_attribute = 3000 if n_per_attribute is None else n_per_attribute
     if n_test_per_attribute is None and n_per_attribute is not None:
         n_test_per_attribute = max(200, n_per_attribute // 10)
@@ -205,7 +166,8 @@ def _load_local(name: str, root: Path) -> tuple[list[Example], list[Example]]:
     return read(found[train_split], False), read(found[train_split], True)
 
 
-def _held_out(raw: str) -> bool:
+def held_out_row(raw: str) -> bool:
+    """Whether a row of a single local split goes to the carved held-out part."""
     digest = hashlib.blake2b(raw.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") < HELD_OUT_FRACTION * 2**64
 
@@ -216,71 +178,21 @@ def _read_yelp(files: list[Path], held_out: bool | None) -> list[Example]:
         with open(f, encoding="utf-8") as fh:
             for line in fh:
                 text = " ".join(line.lower().split())
-                if text and (held_out is None or _held_out(text) == held_out):
+                if text and (held_out is None or held_out_row(text) == held_out):
                     examples.append(Example(text, "sentiment", label))
     return examples
 
 
 def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
-    import csv
-
     examples = []
     with open(files[0], encoding="utf-8", newline="") as fh:
         for row in csv.reader(fh):
             if len(row) != 3 or not row[0].strip().isdigit():
                 continue  # a header line or a broken row
-            if held_out is None or _held_out(",".join(row)) == held_out:
+            if held_out is None or held_out_row(",".join(row)) == held_out:
                 label = int(row[0]) - 1  # classes 1..4 -> world, sport, business, sci_tech
                 examples += [Example(s, "topic", label) for s in agnews_sentences(row[2])]
     return examples
-
-
-# ---------------------------------------------------------------- text cleaning
-
-_ENTITY = re.compile(r"[ &]?(?:#(\d+)|(quot|amp|lt|gt|apos|nbsp|hellip|mdash|ndash));")
-_DATELINE = re.compile(r"^(?:[A-Z0-9][\w.,'&/]*\s+){0,6}?(?:\([^)]{1,40}\)\s*)?(?:--?|_)\s+")
-_ABBREVIATIONS = (
-    "[A-Z] Mr Mrs Ms Dr St Co Inc Corp Ltd Bros Gov Sen Rep Gen Col Lt Sgt Capt Prof Jr Sr No"
-    " vs Jan Feb Aug Sep Sept Oct Nov Dec"
-)
-_NOT_END = "".join(rf"(?<!\b{a}\.)" for a in _ABBREVIATIONS.split())
-# A sentence ends at . ! ? (plus closing quotes) before a capital, except after abbreviations.
-_SENTENCE_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')]*\s+(?=[\"'(]?[A-Z0-9])")
-_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-.]\w+)*|[^\w\s]")
-
-
-def _entity(m: re.Match) -> str:
-    if m.group(1):
-        code = int(m.group(1))  # 128-159 are Windows-1252 punctuation in this release
-        return bytes([code]).decode("cp1252") if 128 <= code < 160 else chr(code)
-    return html.unescape(f"&{m.group(2)};")
-
-
-def tokenize(text: str) -> str:
-    """Lower-case and split off punctuation and clitics ("didn't" -> "did n't")."""
-    text = text.lower().replace("\u2019", "'")
-    return " ".join(_TOKEN.findall(re.sub(r"(\w)n't\b", r"\1 n't", text)))
-
-
-def split_sentences(text: str, min_words: int = 4) -> list[str]:
-    """Tokenised sentences of raw text; fragments of fewer than ``min_words`` tokens dropped."""
-    out = [tokenize(s) for s in _SENTENCE_END.split(text)]
-    return [s for s in out if len(s.split()) >= min_words]
-
-
-def clean_agnews(text: str) -> str:
-    """Repair AG News escapes and entities; drop HTML tags, tickers and leading datelines."""
-    text = re.sub(r"\\([$\"&'(),.])", r"\1", text).replace("\\", " ")  # "\" was a newline
-    text = _ENTITY.sub(_entity, text)
-    text = re.sub(r"<[^>]*>", " ", text)  # tickers such as <TXN.N> and leftover HTML
-    text = " ".join(text.split())
-    for _ in range(2):  # "SPACE.com - TORONTO, Canada -- A second team ..."
-        text = _DATELINE.sub("", text, count=1)
-    return text
-
-
-def agnews_sentences(description: str) -> list[str]:
-    return split_sentences(clean_agnews(description))
 
 
 # ---------------------------------------------------------------- hub
@@ -289,27 +201,12 @@ def agnews_sentences(description: str) -> list[str]:
 _HUB = {"yelp": "fancyzhx/yelp_polarity", "agnews": "fancyzhx/ag_news"}
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Can we open a TCP connection to the hub (or to the HTTPS proxy, if one is set)?"""
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _load_hub(name: str) -> tuple[list[Example], list[Example]]:
     hint = f"use local files instead: dataset.path=<dir> (e.g. {_LOCAL_HINT[name]})"
-    offline = any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
     # Unchecked, datasets retries an unreachable hub 5 times with backoff (~25 s when DNS
     # fails at once, minutes when connections hang). Offline mode (HF_HUB_OFFLINE=1) reads
     # only the local HF cache and fails at once when the dataset is not there.
-    if not offline and not _hub_reachable():
+    if not offline() and not reachable():
         raise DataError(
             f"dataset.hub=true: the Hugging Face hub is unreachable ({_HUB[name]}); {hint}, "
             "or set HF_HUB_OFFLINE=1 if it is in your HF cache"

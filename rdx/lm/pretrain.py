@@ -107,7 +107,7 @@ def train_classifier(
 def classifier_accuracy(
     model: PreTrainedModel, tokenizer, texts: list[str], labels: list[int]
 ) -> float:
-    from rdx.sampling import classifier_logits
+    from rdx.lm.sampling import classifier_logits
 
     pred = classifier_logits(model, tokenizer, texts).argmax(-1)
     return (pred == torch.tensor(labels)).float().mean().item()

@@ -14,7 +14,7 @@ import hashlib
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from rdx.sampling import Sequences
+from rdx.lm.sequences import Sequences
 
 
 def leading_specials(tokenizer: PreTrainedTokenizerBase) -> list[int]:

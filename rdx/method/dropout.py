@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from rdx.config import DROPOUT_MODES as MODES
+from rdx.method import DROPOUT_MODES as MODES
 
 
 def quantile_keep(r_hat: Tensor, gamma: float) -> Tensor:

@@ -21,20 +21,22 @@ from filelock import FileLock
 
 log = logging.getLogger("rdx")
 
-# Bump when an artifact's format or the code that builds it changes meaning.
-CACHE_VERSION = 2  # 2: trajectories also stored as text (different tokenizers)
 
-
-def cache_key(settings: dict[str, Any]) -> str:
-    blob = json.dumps({"version": CACHE_VERSION, **settings}, sort_keys=True, default=str)
+def cache_key(settings: dict[str, Any], version: int) -> str:
+    """Hash of the settings and the builder's version (bumped when what it writes changes)."""
+    blob = json.dumps({"version": version, **settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def cached(
-    cache_dir: str | Path, kind: str, settings: dict[str, Any], build: Callable[[Path], None]
+    cache_dir: str | Path,
+    kind: str,
+    settings: dict[str, Any],
+    build: Callable[[Path], None],
+    version: int,
 ) -> Path:
     """Return the artifact dir for (kind, settings), building it once if absent."""
-    final = Path(cache_dir) / kind / cache_key(settings)
+    final = Path(cache_dir) / kind / cache_key(settings, version)
     if final.is_dir():
         log.info("cache: reusing %s/%s", kind, final.name)
         return final

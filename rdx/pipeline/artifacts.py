@@ -6,7 +6,7 @@ tokenizer ─┬─ behavior β ── trajectories (prefixes, β's samples) ─
 β, π and R may each have their own tokenizer (DESIGN §4): the tiny models share the corpus
 tokenizer; a hub model (a name, or a local dir written by save_pretrained) brings its own.
 β's samples are stored in β's tokens and as text; `prepare` re-tokenises them for π
-(rdx.codec) unless π's tokenizer is β's, so that training and evaluation see only π-token
+(rdx.lm.codec) unless π's tokenizer is β's, so that training and evaluation see only π-token
 `Sequences` and a mask, whichever case they are in.
 
 Every run of a sweep that shares these settings shares the artifacts (DESIGN §1). The
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rdx.cache import cached
-from rdx.codec import Codec
-from rdx.config import Config
-from rdx.corpus import Corpus, load_corpus
-from rdx.models import (
+from rdx.config import BehaviorConfig, Config, RewardConfig, SamplingConfig
+from rdx.data.corpus import Corpus, Example
+from rdx.data.loaders import load_corpus
+from rdx.hub import local_id
+from rdx.lm.codec import Codec
+from rdx.lm.models import (
     TINY_POSITIONS,
     fixed_dtype,
     load_hub,
@@ -46,9 +48,11 @@ from rdx.models import (
     tiny_bert,
     tiny_gpt2,
 )
-from rdx.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
-from rdx.sampling import Sequences, classifier_logits, mean_token_prob, sample
-from rdx.tokenizer import load_tokenizer, train_tokenizer
+from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
+from rdx.lm.sampling import classifier_logits, sample, sequence_prob
+from rdx.lm.sequences import Sequences
+from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
+from rdx.pipeline.cache import cached
 
 log = logging.getLogger("rdx")
 
@@ -106,14 +110,7 @@ def corpus_digest(corpus: Corpus) -> str:
     return h.hexdigest()[:16]
 
 
-def _hub_id(name: str | None) -> str | None:
-    """A hub name as is; a local model dir by its absolute path (cache keys, records)."""
-    if name is not None and os.path.isdir(os.path.expanduser(name)):
-        return os.path.abspath(os.path.expanduser(name))
-    return name
-
-
-def _settings(cfg: Config, corpus: Corpus, task: str, dtype: str) -> dict[str, dict[str, Any]]:
+def artifact_keys(cfg: Config, corpus: Corpus, task: str, dtype: str) -> dict[str, dict[str, Any]]:
     """The cache key of every artifact, each nesting the keys of what it is built from."""
     data = dataclasses.asdict(cfg.dataset)
     data["path"] = data["path"] and os.path.abspath(data["path"])
@@ -123,12 +120,12 @@ def _settings(cfg: Config, corpus: Corpus, task: str, dtype: str) -> dict[str, d
     if cfg.behavior.hub is None:
         behavior_key = {"dataset": data, "behavior": behavior}
     else:  # a hub β is not trained: only its identity matters
-        behavior_key = {"hub": _hub_id(cfg.behavior.hub)}
+        behavior_key = {"hub": local_id(cfg.behavior.hub)}
     reward = {k: v for k, v in dataclasses.asdict(cfg.reward).items() if k != "output"}
     if cfg.reward.hub is None:
         reward_key = {"dataset": data, "reward": reward, "task": task, "tokenizer": tokenizer}
     else:
-        reward = {**reward, "hub": _hub_id(cfg.reward.hub)}
+        reward = {**reward, "hub": local_id(cfg.reward.hub)}
         for key in ("n_layer", "n_embd", "n_head"):  # tiny-only sizes
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
@@ -161,99 +158,51 @@ def prepare(cfg: Config) -> Prepared:
     task, label = corpus.task_of(cfg.attribute)
     device = resolve_device(cfg.trainer.device)
     dtype = fixed_dtype(device, cfg.trainer.precision)
-    keys = _settings(cfg, corpus, task, str(dtype).removeprefix("torch."))
-    root = cfg.cache_dir
+    keys = artifact_keys(cfg, corpus, task, str(dtype).removeprefix("torch."))
+    root, s = cfg.cache_dir, cfg.sampling
     threads = torch.get_num_threads()
-    paths: dict[str, Path | str] = {}
 
     # The corpus tokenizer: for every tiny model (β, R, or a tiny π beside a hub β).
-    tokenizer = None
+    tok_dir = tokenizer = None
     if cfg.behavior.hub is None or cfg.reward.hub is None or cfg.model.hub is None:
+        texts = [e.text for e in corpus.train]
+        build = partial(build_tokenizer, texts=texts, vocab_size=cfg.behavior.vocab_size)
+        tok_dir = cached(root, "tokenizer", keys["tokenizer"], build, TOKENIZER_VERSION)
+        tokenizer = load_tokenizer(tok_dir)
 
-        def build_tokenizer(out: Path) -> None:
-            train_tokenizer((e.text for e in corpus.train), cfg.behavior.vocab_size, out)
-
-        paths["tokenizer"] = cached(root, "tokenizer", keys["tokenizer"], build_tokenizer)
-        tokenizer = load_tokenizer(paths["tokenizer"])
-
-    behavior, behavior_codec, paths["behavior"] = _behavior(cfg, corpus, tokenizer, keys, dtype)
+    behavior, behavior_codec, behavior_id = load_behavior(cfg, corpus, tokenizer, keys, dtype)
     behavior = behavior.to(device)
-    reward_model, reward_tokenizer, rew_dir = _reward(cfg, corpus, task, keys, paths, device)
-    paths["reward"] = rew_dir
+    reward_model, reward_tokenizer, rew_dir = load_reward(cfg, corpus, task, keys, tok_dir, device)
     reward_accuracy = json.loads((rew_dir / "metrics.json").read_text())["heldout_accuracy"]
     reward_model = reward_model.to(device, dtype)
 
-    s = cfg.sampling
     codec = behavior_codec
-
-    def build_trajectories(out: Path) -> None:
-        g = torch.Generator().manual_seed(SAMPLING_SEED)
-        train_texts = [e.text for e in corpus.train if (e.task, e.label) == (task, label)]
-        test_texts = [e.text for e in corpus.test if (e.task, e.label) == (task, label)]
-        width = len(codec.bos) + s.prefix_len
-        prefixes = torch.tensor(codec.prefix_ids(train_texts, s.prefix_len), dtype=torch.long)
-        prefixes = prefixes.reshape(-1, width)
-        pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
-        if len(pick) < s.num_prefixes:
-            log.warning(
-                "only %d training prefixes for %s (asked %d)",
-                len(pick),
-                cfg.attribute,
-                s.num_prefixes,
-            )
-        prefixes = prefixes[pick].repeat_interleave(s.samples_per_prefix, dim=0)
-        new = s.total_len - s.prefix_len
-        tokens = sample(
-            behavior,
-            prefixes,
-            new,
-            temperature=s.temperature,
-            generator=g,
-            eos_id=codec.eos_id,
-            batch_size=s.batch_size,
-        )
-        eval_prefixes, refs = _eval_prefixes(codec, test_texts, s.prefix_len, s.eval_prefixes, g)
-        eval_tokens = sample(
-            behavior,
-            eval_prefixes,
-            new,
-            temperature=s.temperature,
-            generator=g,
-            eos_id=codec.eos_id,
-            batch_size=s.batch_size,
-        )
-        p = width  # β's prefix: its BOS (if any) + prefix_len tokens
-        record = {"prefix_len": p, "eval_references": refs}
-        for name, rows in (("train", tokens), ("eval", eval_tokens)):
-            texts = codec.decode(Sequences.from_samples(rows, p, codec.eos_id))
-            record[name] = {"tokens": rows, **dict(zip(TEXT_FIELDS, texts, strict=True))}
-        torch.save(record, out / "trajectories.pt")
-
-    paths["trajectories"] = cached(root, "trajectories", keys["trajectories"], build_trajectories)
-    traj = torch.load(paths["trajectories"] / "trajectories.pt")
+    in_task = [e for e in corpus.train if (e.task, e.label) == (task, label)]
+    held_out = [e for e in corpus.test if (e.task, e.label) == (task, label)]
+    build = partial(
+        build_trajectories,
+        behavior=behavior,
+        codec=codec,
+        train_texts=[e.text for e in in_task],
+        test_texts=[e.text for e in held_out],
+        sampling=s,
+    )
+    traj_dir = cached(root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION)
+    traj = torch.load(traj_dir / "trajectories.pt")
     p = traj["prefix_len"]
     behavior_train = Sequences.from_samples(traj["train"]["tokens"], p, codec.eos_id)
 
-    def build_scores(out: Path) -> None:
-        texts = codec.tokenizer.batch_decode(traj["train"]["tokens"], skip_special_tokens=True)
-        torch.save(
-            {
-                "reward_logits": classifier_logits(
-                    reward_model, reward_tokenizer, texts, batch_size=s.batch_size
-                ),
-                "behavior_prob": mean_token_prob(
-                    behavior,
-                    traj["train"]["tokens"],
-                    p,
-                    eos_id=codec.eos_id,
-                    batch_size=s.batch_size,
-                ),
-            },
-            out / "scores.pt",
-        )
-
-    paths["scores"] = cached(root, "scores", keys["scores"], build_scores)
-    scores = torch.load(paths["scores"] / "scores.pt")
+    build = partial(
+        build_scores,
+        seqs=behavior_train,
+        behavior=behavior,
+        codec=codec,
+        reward_model=reward_model,
+        reward_tokenizer=reward_tokenizer,
+        batch_size=s.batch_size,
+    )
+    scores_dir = cached(root, "scores", keys["scores"], build, SCORES_VERSION)
+    scores = torch.load(scores_dir / "scores.pt")
     torch.set_num_threads(threads)
 
     policy_codec = _policy_codec(cfg, tokenizer, behavior_codec)
@@ -283,87 +232,205 @@ def prepare(cfg: Config) -> Prepared:
         eval_prefix_texts=traj["eval"]["prefix"],
         eval_references=traj["eval_references"],
         new_tokens=s.total_len - s.prefix_len,
-        paths={k: str(v) for k, v in paths.items()},
+        paths={
+            name: str(path)
+            for name, path in (
+                ("tokenizer", tok_dir),
+                ("behavior", behavior_id),
+                ("reward", rew_dir),
+                ("trajectories", traj_dir),
+                ("scores", scores_dir),
+            )
+            if path is not None
+        },
     )
 
 
-def _behavior(cfg: Config, corpus: Corpus, tokenizer, keys, dtype) -> tuple[Any, Codec, Any]:
-    """β: rdx's tiny GPT-2 pretrained on the corpus (cached), or a hub causal LM as is."""
+# BUILDERS ------------------------------------------------------------------------------
+# Each writes one artifact into `out` (cache.cached renames it into place). Its version is
+# part of the cache key: bump it when what the builder writes changes meaning.
+
+TOKENIZER_VERSION = 2
+
+
+def build_tokenizer(out: Path, *, texts: list[str], vocab_size: int) -> None:
+    train_tokenizer(texts, vocab_size, out)
+
+
+BEHAVIOR_VERSION = 2
+
+
+def build_behavior(out: Path, *, tokenizer, texts: list[str], b: BehaviorConfig) -> None:
+    """rdx's tiny GPT-2 β, pretrained on the corpus's training sentences."""
+    model = tiny_gpt2(
+        len(tokenizer),
+        b.n_layer,
+        b.n_embd,
+        b.n_head,
+        seed=SAMPLING_SEED,
+        eos_id=tokenizer.eos_token_id,
+    )
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    loss = pretrain_lm(
+        model,
+        pack(ids, tokenizer.eos_token_id),
+        steps=b.pretrain_steps,
+        lr=b.pretrain_lr,
+        batch_size=b.pretrain_batch_size,
+        block=PRETRAIN_BLOCK,
+        seed=SAMPLING_SEED,
+    )
+    model.save_pretrained(out)
+    (out / "metrics.json").write_text(json.dumps({"final_loss": loss}))
+
+
+REWARD_VERSION = 2
+
+
+def build_reward(
+    out: Path,
+    *,
+    r: RewardConfig,
+    task: str,
+    tokenizer_dir: Path | None,
+    train: list[Example],
+    test: list[Example],
+    n_labels: int,
+    device: torch.device,
+) -> None:
+    """R fine-tuned on the task's labels (the tiny BERT from scratch, or a hub encoder from
+    its weights), saved with its held-out accuracy."""
+    torch.manual_seed(0)  # a hub encoder's new classification head
+    if r.hub is None:
+        rtok = load_tokenizer(tokenizer_dir)
+        _add_cls(rtok)
+        model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, n_labels, seed=0)
+    else:
+        rtok = load_hub("tokenizer", r.hub)
+        model = load_hub("classifier", r.hub, num_labels=n_labels, dtype=torch.float32)
+    model = model.to(device)
+    if r.train_epochs > 0:
+        train_classifier(
+            model,
+            rtok,
+            [e.text for e in train],
+            [e.label for e in train],
+            epochs=r.train_epochs,
+            lr=r.train_lr,
+            batch_size=r.train_batch_size,
+            seed=0,
+        )
+    acc = classifier_accuracy(model.eval(), rtok, [e.text for e in test], [e.label for e in test])
+    log.info("reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test))
+    model.cpu().save_pretrained(out)
+    rtok.save_pretrained(out)
+    (out / "metrics.json").write_text(json.dumps({"heldout_accuracy": acc, "n_test": len(test)}))
+
+
+TRAJECTORIES_VERSION = 2  # 2: trajectories also stored as text (different tokenizers)
+
+
+def build_trajectories(
+    out: Path,
+    *,
+    behavior: PreTrainedModel,
+    codec: Codec,
+    train_texts: list[str],
+    test_texts: list[str],
+    sampling: SamplingConfig,
+) -> None:
+    """β's samples of the attribute's training prefixes (k per prefix) and of held-out
+    prefixes (with their reference sentences), in β's tokens and as text."""
+    s = sampling
+    g = torch.Generator().manual_seed(SAMPLING_SEED)
+    width = len(codec.bos) + s.prefix_len
+    prefixes = torch.tensor(codec.prefix_ids(train_texts, s.prefix_len), dtype=torch.long)
+    prefixes = prefixes.reshape(-1, width)
+    pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
+    if len(pick) < s.num_prefixes:
+        log.warning("only %d training prefixes (asked %d)", len(pick), s.num_prefixes)
+    prefixes = prefixes[pick].repeat_interleave(s.samples_per_prefix, dim=0)
+    new = s.total_len - s.prefix_len
+    draw = partial(
+        sample,
+        behavior,
+        new_tokens=new,
+        temperature=s.temperature,
+        generator=g,
+        eos_id=codec.eos_id,
+        batch_size=s.batch_size,
+    )
+    tokens = draw(prefixes)
+    eval_prefixes, refs = _eval_prefixes(codec, test_texts, s.prefix_len, s.eval_prefixes, g)
+    eval_tokens = draw(eval_prefixes)
+    record = {"prefix_len": width, "eval_references": refs}
+    for name, rows in (("train", tokens), ("eval", eval_tokens)):
+        texts = codec.decode(Sequences.from_samples(rows, width, codec.eos_id))
+        record[name] = {"tokens": rows, **dict(zip(TEXT_FIELDS, texts, strict=True))}
+    torch.save(record, out / "trajectories.pt")
+
+
+SCORES_VERSION = 2
+
+
+def build_scores(
+    out: Path,
+    *,
+    seqs: Sequences,
+    behavior: PreTrainedModel,
+    codec: Codec,
+    reward_model: PreTrainedModel,
+    reward_tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+) -> None:
+    """R's class logits (R reads text) and β_i of every stored trajectory, in β's tokens."""
+    texts = codec.texts(seqs)
+    torch.save(
+        {
+            "reward_logits": classifier_logits(
+                reward_model, reward_tokenizer, texts, batch_size=batch_size
+            ),
+            "behavior_prob": sequence_prob(behavior, seqs, batch_size=batch_size),
+        },
+        out / "scores.pt",
+    )
+
+
+# LOADERS -------------------------------------------------------------------------------
+
+
+def load_behavior(
+    cfg: Config, corpus: Corpus, tokenizer, keys, dtype
+) -> tuple[PreTrainedModel, Codec, str]:
+    """β: rdx's tiny GPT-2 pretrained on the corpus (cached), or a hub causal LM as is;
+    returns the model, its codec and its identity (cache dir or hub name)."""
     if cfg.behavior.hub is not None:
         model = load_hub("causal", cfg.behavior.hub, dtype=dtype).eval()
         hub_tok = load_hub("tokenizer", cfg.behavior.hub)
-        return model, Codec(hub_tok, max_positions(model.config)), _hub_id(cfg.behavior.hub)
-
-    def build_behavior(out: Path) -> None:
-        b = cfg.behavior
-        model = tiny_gpt2(
-            len(tokenizer),
-            b.n_layer,
-            b.n_embd,
-            b.n_head,
-            seed=SAMPLING_SEED,
-            eos_id=tokenizer.eos_token_id,
-        )
-        ids = tokenizer([e.text for e in corpus.train], add_special_tokens=False)["input_ids"]
-        loss = pretrain_lm(
-            model,
-            pack(ids, tokenizer.eos_token_id),
-            steps=b.pretrain_steps,
-            lr=b.pretrain_lr,
-            batch_size=b.pretrain_batch_size,
-            block=PRETRAIN_BLOCK,
-            seed=SAMPLING_SEED,
-        )
-        model.save_pretrained(out)
-        (out / "metrics.json").write_text(json.dumps({"final_loss": loss}))
-
-    beh_dir = cached(cfg.cache_dir, "behavior", keys["behavior"], build_behavior)
+        return model, Codec(hub_tok, max_positions(model.config)), local_id(cfg.behavior.hub)
+    texts = [e.text for e in corpus.train]
+    build = partial(build_behavior, tokenizer=tokenizer, texts=texts, b=cfg.behavior)
+    beh_dir = cached(cfg.cache_dir, "behavior", keys["behavior"], build, BEHAVIOR_VERSION)
     model = GPT2LMHeadModel.from_pretrained(beh_dir, dtype=dtype).eval()
-    return model, Codec(tokenizer, TINY_POSITIONS), beh_dir
+    return model, Codec(tokenizer, TINY_POSITIONS), str(beh_dir)
 
 
-def _reward(cfg: Config, corpus: Corpus, task: str, keys, paths, device):
-    """R: a classifier fine-tuned by rdx on the task's labels, cached with its held-out
-    accuracy: the tiny BERT from scratch, or a hub encoder (reward=bert) from its weights."""
+def load_reward(
+    cfg: Config, corpus: Corpus, task: str, keys, tokenizer_dir: Path | None, device
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
+    """R, trained once per task and cached: the model, its tokenizer and its cache dir."""
     r = cfg.reward
-    n_labels = len(corpus.tasks[task])
-
-    def build_reward(out: Path) -> None:
-        torch.manual_seed(0)  # a hub encoder's new classification head
-        if r.hub is None:
-            rtok = load_tokenizer(paths["tokenizer"])
-            _add_cls(rtok)
-            model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, n_labels, seed=0)
-        else:
-            rtok = load_hub("tokenizer", r.hub)
-            model = load_hub("classifier", r.hub, num_labels=n_labels, dtype=torch.float32)
-        model = model.to(device)
-        train = [e for e in corpus.train if e.task == task]
-        test = [e for e in corpus.test if e.task == task]
-        if r.train_epochs > 0:
-            train_classifier(
-                model,
-                rtok,
-                [e.text for e in train],
-                [e.label for e in train],
-                epochs=r.train_epochs,
-                lr=r.train_lr,
-                batch_size=r.train_batch_size,
-                seed=0,
-            )
-        acc = classifier_accuracy(
-            model.eval(), rtok, [e.text for e in test], [e.label for e in test]
-        )
-        log.info(
-            "reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test)
-        )
-        model.cpu().save_pretrained(out)
-        rtok.save_pretrained(out)
-        (out / "metrics.json").write_text(
-            json.dumps({"heldout_accuracy": acc, "n_test": len(test)})
-        )
-
-    rew_dir = cached(cfg.cache_dir, "reward", keys["reward"], build_reward)
+    build = partial(
+        build_reward,
+        r=r,
+        task=task,
+        tokenizer_dir=tokenizer_dir,
+        train=[e for e in corpus.train if e.task == task],
+        test=[e for e in corpus.test if e.task == task],
+        n_labels=len(corpus.tasks[task]),
+        device=device,
+    )
+    rew_dir = cached(cfg.cache_dir, "reward", keys["reward"], build, REWARD_VERSION)
     model = AutoModelForSequenceClassification.from_pretrained(rew_dir, dtype=torch.float32)
     if r.hub is None:
         rtok = load_tokenizer(rew_dir)

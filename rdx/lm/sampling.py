@@ -11,61 +11,14 @@ the rest of the row is filler that the masks leave out of every score.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from rdx.draw import multinomial_one
-from rdx.objective import masked_mean, token_logprobs
-
-
-@dataclass
-class Sequences:
-    """Right-padded token rows of one model: prefix, then the continuation that is scored.
-
-    prefix_lens[i]: tokens before the continuation (a BOS included); lengths[i]: tokens up
-    to and including the EOS that ended row i (the row's width when none did). Whatever
-    model wrote the row, the scored positions follow from these two numbers alone.
-    """
-
-    tokens: Tensor  # (N, L) long
-    prefix_lens: Tensor  # (N,) long
-    lengths: Tensor  # (N,) long
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def mask(self, score_prefix: bool = False) -> Tensor:
-        """(N, L−1) mask over predicted positions (see span_mask)."""
-        return span_mask(
-            self.prefix_lens, self.lengths, self.tokens.shape[1], score_prefix=score_prefix
-        )
-
-    def select(self, idx: Tensor) -> Sequences:
-        return Sequences(self.tokens[idx], self.prefix_lens[idx], self.lengths[idx])
-
-    @classmethod
-    def from_samples(cls, tokens: Tensor, prefix_len: int, eos_id: int | None) -> Sequences:
-        """Rows of `sample`: one prefix length, each row ending at its first continuation EOS."""
-        scored = continuation_mask(tokens, prefix_len, eos_id=eos_id).sum(1).long()
-        prefix_lens = torch.full((len(tokens),), prefix_len, dtype=torch.long)
-        return cls(tokens, prefix_lens, prefix_lens + scored)
-
-
-def span_mask(
-    prefix_lens: Tensor, lengths: Tensor, width: int, *, score_prefix: bool = False
-) -> Tensor:
-    """Mask (N, width−1) over predicted positions: position t scores token t+1.
-
-    Scored: tokens prefix_len ≤ t+1 < length, i.e. the continuation up to and including
-    its EOS; `score_prefix` also scores prefix tokens 1..prefix_len−1 (the authors' code).
-    For the rows of `sample` this is exactly continuation_mask.
-    """
-    target = torch.arange(1, width, device=lengths.device)[None, :]
-    start = torch.ones_like(prefix_lens) if score_prefix else prefix_lens
-    return ((target >= start[:, None]) & (target < lengths[:, None])).float()
+from rdx.lm.draw import multinomial_one
+from rdx.lm.sequences import Sequences
+from rdx.method.objective import masked_mean, token_logprobs
 
 
 @torch.no_grad()
@@ -162,60 +115,19 @@ def sample_sequences(
     return Sequences(tokens, lens.clone(), lengths)
 
 
-def continuation_mask(
-    tokens: Tensor, prefix_len: int, *, eos_id: int | None = None, score_prefix: bool = False
-) -> Tensor:
-    """Mask (N, L−1) over predicted positions: position t scores token t+1.
-
-    Scored: continuation tokens (t+1 ≥ p, the tokens β's probability averages over) up to
-    and including the first EOS; what follows an EOS is filler, never scored (TRL does the
-    same). `score_prefix` also scores prefix tokens 1..p−1, as the authors' code did.
-    """
-    targets = tokens[:, 1:]
-    mask = torch.zeros(targets.shape, dtype=torch.float32, device=tokens.device)
-    mask[:, 0 if score_prefix else prefix_len - 1 :] = 1.0
-    if eos_id is not None:
-        cont = targets == eos_id
-        cont[:, : prefix_len - 1] = False  # an EOS inside the prefix ends nothing
-        eos_before = (cont.long().cumsum(1) - cont.long()) > 0
-        mask = mask.masked_fill(eos_before, 0.0)
-    return mask
-
-
-@torch.no_grad()
-def mean_token_prob(
-    model: PreTrainedModel,
-    tokens: Tensor,
-    prefix_len: int,
-    *,
-    eos_id: int | None = None,
-    batch_size: int = 512,
-) -> Tensor:
-    """β_i: the model's mean per-token probability of each continuation, temperature 1."""
-    return _mean_prob(
-        model,
-        tokens,
-        lambda chunk, _: continuation_mask(chunk, prefix_len, eos_id=eos_id),
-        batch_size,
-    )
-
-
 @torch.no_grad()
 def sequence_prob(model: PreTrainedModel, seqs: Sequences, *, batch_size: int = 512) -> Tensor:
-    """mean_token_prob of rows in the model's own tokens, scored span from their lengths."""
-    mask = seqs.mask()
-    return _mean_prob(model, seqs.tokens, lambda _, rows: mask[rows], batch_size)
-
-
-def _mean_prob(model, tokens: Tensor, mask_of, batch_size: int) -> Tensor:
+    """β_i: the model's mean per-token probability (temperature 1) of each row's scored
+    positions (Sequences.mask), rows in the model's own tokens."""
     device = next(model.parameters()).device
+    mask = seqs.mask()
     out = []
-    for start in range(0, len(tokens), batch_size):
+    for start in range(0, len(seqs), batch_size):
         rows = slice(start, start + batch_size)
-        chunk = tokens[rows].to(device)
+        chunk = seqs.tokens[rows].to(device)
         logits = model(input_ids=chunk[:, :-1]).logits
         logp = token_logprobs(logits, chunk[:, 1:])
-        out.append(masked_mean(logp.exp(), mask_of(chunk, rows).to(device)).cpu())
+        out.append(masked_mean(logp.exp(), mask[rows].to(device)).cpu())
     return torch.cat(out)
 
 

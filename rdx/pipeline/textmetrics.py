@@ -22,12 +22,12 @@ class _WhitespaceTokenizer:
 
 
 def _require_wordnet() -> None:
-    from rdx.wordnet import wordnet_available
+    from rdx.pipeline.wordnet import wordnet_available
 
     if not wordnet_available():
         raise RuntimeError(
             "METEOR needs nltk's WordNet, which nltk cannot find; "
-            "install it offline with `python -m rdx.wordnet`"
+            "install it offline with `python -m rdx.pipeline.wordnet`"
         )
 
 

@@ -2,7 +2,7 @@
 
 Reads top to bottom: build π, resume if a checkpoint exists, then per epoch shuffle, step
 through batches with reward dropout, evaluate on held-out prefixes, checkpoint. The data
-are π-token `Sequences` and a precomputed mask (rdx.artifacts), whether or not π shares β's
+are π-token `Sequences` and a precomputed mask (rdx.pipeline.artifacts), whether or not π shares β's
 tokenizer. On CUDA out-of-memory a step is retried in micro-batches of half the size.
 """
 
@@ -12,17 +12,15 @@ import contextlib
 import copy
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from rdx.artifacts import Prepared
-from rdx.config import Config
-from rdx.dropout import keep_mask
-from rdx.evaluate import attribute_prob, evaluate
-from rdx.logger import WandbLogger
-from rdx.models import (
+from rdx.config import Config, DropoutConfig
+from rdx.lm.models import (
     cast_frozen,
     fixed_dtype,
     freeze_all_but_last_layer,
@@ -30,15 +28,20 @@ from rdx.models import (
     resolve_device,
     tiny_gpt2,
 )
-from rdx.objective import (
+from rdx.lm.sampling import sample_sequences
+from rdx.logger import WandbLogger
+from rdx.method.dropout import keep_mask
+from rdx.method.objective import (
+    LossOutput,
     bi_objective_reward,
     masked_accuracy,
     masked_mean,
     reward_dropout_loss,
     token_logprobs,
 )
+from rdx.pipeline.artifacts import Prepared
+from rdx.pipeline.evaluate import attribute_prob, evaluate
 from rdx.records import RunRecords
-from rdx.sampling import sample_sequences
 
 log = logging.getLogger("rdx")
 
@@ -76,22 +79,24 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
     return policy.to(device)
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for π's forward passes (fp32: none); the loss coefficients are
+    computed in float32 whatever the autocast (rdx.method.objective)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _retry_on_oom(fn, micro: list[int], what: str, on_retry=None):
-    """fn(micro_batch) with micro[0] halved (and kept halved) after each CUDA OOM.
+def _retry_on_oom(fn, arg: str, micro: list[int], what: str, on_retry=None):
+    """fn(**{arg: micro[0]}) with micro[0] halved (and kept halved) after each CUDA OOM.
 
     The paper had to shrink its batch from 256 to 64, 60, 58 to fit; here the algorithm's
     batch stays the same and only how much of it is on the GPU at once shrinks.
     """
     while True:
         try:
-            return fn(micro[0])
+            return fn(**{arg: micro[0]})
         except torch.cuda.OutOfMemoryError:
             if on_retry is not None:
                 on_retry()
@@ -105,37 +110,64 @@ def _retry_on_oom(fn, micro: list[int], what: str, on_retry=None):
             )
 
 
-def _gradient(policy, x, mask, r, bp, keep, t, device, micro: int):
-    """Backpropagate J = Σ_i a_i · CE_i of one batch; returns (LossOutput, accuracy per row).
+def keep_of_batch(
+    dropout: DropoutConfig,
+    gamma: float | None,
+    reward: torch.Tensor,
+    behavior_prob: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """d_i of a batch: the run's dropout rule applied to r̂_i = R_i + ln(β_i + ε)."""
+    r_hat = bi_objective_reward(reward, behavior_prob)
+    return keep_mask(dropout.mode, r_hat, gamma=gamma, delta=dropout.delta, generator=generator)
 
-    In micro-batches, a_i depends on the whole batch (the quantile is taken before; the
-    importance weights are clipped by their norm over the batch), so a no-grad pass first
-    computes every a_i from the whole batch's logits, then the gradient of Σ a_i · CE_i is
-    accumulated micro-batch by micro-batch: the same gradient, in less memory.
+
+def compute_gradient(
+    policy: torch.nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    reward: torch.Tensor,
+    behavior_prob: torch.Tensor,
+    keep: torch.Tensor,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    is_clip: float | None = 1.0,
+    entropy: bool = True,
+    micro_batch: int | None = None,
+    scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[LossOutput, torch.Tensor]:
+    """Backpropagate J = Σ_i a_i · CE_i of one batch into π's .grad; returns the LossOutput
+    and π's teacher-forced accuracy per row (from the same forward pass, before the update).
+
+    x (B, L) token rows, mask (B, L−1) scored positions, reward/behavior_prob/keep (B,).
+    With `micro_batch` < B, a_i still depends on the whole batch (the quantile is taken
+    before; the importance weights are clipped by their norm over the batch), so a no-grad
+    pass first computes every a_i from the whole batch's logits, then the gradient of
+    Σ a_i · CE_i is accumulated micro-batch by micro-batch: the same gradient, in less
+    memory. `scale` multiplies the loss before backward (fp16's GradScaler.scale).
     """
+    scale = scale or (lambda loss: loss)
     targets = x[:, 1:]
-    if micro >= len(x):
-        with _autocast(device, t.precision):
+    loss_args = dict(is_clip=is_clip, entropy=entropy)
+    if micro_batch is None or micro_batch >= len(x):
+        with autocast(device, precision):
             logits = policy(input_ids=x[:, :-1]).logits
-        out = reward_dropout_loss(
-            logits, targets, mask, r, bp, keep, is_clip=t.is_clip, entropy=t.entropy
-        )
-        out.loss.backward()
+        out = reward_dropout_loss(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
+        scale(out.loss).backward()
         return out, masked_accuracy(logits.detach(), targets, mask)
-    parts = range(0, len(x), micro)
-    with torch.no_grad(), _autocast(device, t.precision):
-        logits = torch.cat([policy(input_ids=x[i : i + micro, :-1]).logits for i in parts])
-    out = reward_dropout_loss(
-        logits, targets, mask, r, bp, keep, is_clip=t.is_clip, entropy=t.entropy
-    )
+    parts = range(0, len(x), micro_batch)
+    with torch.no_grad(), autocast(device, precision):
+        logits = torch.cat([policy(input_ids=x[i : i + micro_batch, :-1]).logits for i in parts])
+    out = reward_dropout_loss(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
     acc = masked_accuracy(logits, targets, mask)
     del logits
     for i in parts:
-        rows = slice(i, i + micro)
-        with _autocast(device, t.precision):
+        rows = slice(i, i + micro_batch)
+        with autocast(device, precision):
             part = policy(input_ids=x[rows, :-1]).logits
         ce = -masked_mean(token_logprobs(part, targets[rows]), mask[rows])  # CE_i, as J's
-        (out.coef[rows] * ce).sum().backward()
+        scale((out.coef[rows] * ce).sum()).backward()
     return out, acc
 
 
@@ -146,12 +178,16 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     policy = build_policy(cfg, prep, device)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=t.lr)
+    # fp16 gradients underflow without loss scaling (nanoGPT does the same); a no-op else.
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
 
     start_epoch, step, history = 0, 0, []
     checkpoint = records.load_checkpoint()
     if checkpoint is not None:
         policy.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
         start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
         torch.set_rng_state(checkpoint["torch_rng"])
         log.info(
@@ -173,7 +209,6 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     masks = prep.mask
     micro = [min(t.micro_batch or batch, batch)]  # rows per forward pass; halves on CUDA OOM
     probe = torch.arange(batch)  # a fixed batch traced every epoch for the Fig. 6 heatmap
-    mode, gamma, delta = cfg.dropout.mode, cfg.gamma, cfg.dropout.delta
 
     for epoch in range(start_epoch, t.epochs):
         order = torch.randperm(n, generator=_generator(cfg.seed, epoch, _ORDER))
@@ -191,17 +226,31 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             idx = order[b * batch : (b + 1) * batch]
             x, mask = tokens[idx].to(device), masks[idx].to(device)
             r, bp = reward[idx].to(device), beta[idx].to(device)
-            keep = keep_mask(
-                mode, bi_objective_reward(r, bp), gamma=gamma, delta=delta, generator=drop_gen
-            )
+            keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen)
             optimizer.zero_grad(set_to_none=True)
+            gradient = partial(
+                compute_gradient,
+                policy,
+                x,
+                mask,
+                r,
+                bp,
+                keep,
+                device=device,
+                precision=t.precision,
+                is_clip=t.is_clip,
+                entropy=t.entropy,
+                scale=scaler.scale,
+            )
             out, acc = _retry_on_oom(
-                lambda m: _gradient(policy, x, mask, r, bp, keep, t, device, m),  # noqa: B023
+                gradient,
+                "micro_batch",
                 micro,
                 f"step {step + 1}",
                 on_retry=lambda: optimizer.zero_grad(set_to_none=True),
             )
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             if epoch == start_epoch and b == 0:
                 # Wall-clock marks for the benchmarks (start-up = process start → here).
                 _mark(records, "first_step", epoch)
@@ -210,15 +259,17 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             # all samples (kept or not) from this step's forward pass, before the update, and
             # R of the updated π's greedy continuations of the batch's prefixes.
             sums["acc"] += acc.mean().item()
+            decode = partial(
+                sample_sequences,
+                policy,
+                prep.train.select(idx),
+                prep.new_tokens,
+                temperature=0,
+                eos_id=prep.eos_id,
+            )
             greedy = _retry_on_oom(
-                lambda m: sample_sequences(
-                    policy,
-                    prep.train.select(idx),  # noqa: B023
-                    prep.new_tokens,
-                    temperature=0,
-                    eos_id=prep.eos_id,
-                    batch_size=m,
-                ),
+                decode,
+                "batch_size",
                 micro,
                 f"greedy decoding of step {step + 1}",
             )
@@ -271,6 +322,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             {
                 "model": policy.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
                 "epoch": epoch + 1,
                 "step": step,
                 "history": history,
@@ -294,13 +346,7 @@ def _trace(policy, prep: Prepared, probe, cfg: Config, mask, device) -> dict[str
     r = prep.reward(cfg.reward.output)[probe].to(device)
     bp = prep.behavior_prob[probe].to(device)
     logits = policy(input_ids=x[:, :-1]).logits
-    keep = keep_mask(
-        cfg.dropout.mode,
-        bi_objective_reward(r, bp),
-        gamma=cfg.gamma,
-        delta=cfg.dropout.delta,
-        generator=_generator(cfg.seed, 0, _DROPOUT),
-    )
+    keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, _generator(cfg.seed, 0, _DROPOUT))
     out = reward_dropout_loss(logits, x[:, 1:], mask, r, bp, keep, is_clip=cfg.trainer.is_clip)
     return {"r_hat": out.r_hat.tolist(), "pi_mean": out.pi_mean.tolist(), "keep": keep.tolist()}
 

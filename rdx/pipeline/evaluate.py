@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from rdx.artifacts import Prepared
-from rdx.objective import masked_accuracy
-from rdx.sampling import Sequences, classifier_logits, sample_sequences, sequence_prob
+from rdx.lm.sampling import Sequences, classifier_logits, sample_sequences, sequence_prob
+from rdx.method.objective import masked_accuracy
+from rdx.pipeline.artifacts import Prepared
 
 
 @torch.no_grad()
@@ -76,7 +76,7 @@ def evaluate(
     reward = attribute_prob(prep, gen)
     full = prep.policy_codec.texts(gen)
 
-    from rdx.textmetrics import distinct_n
+    from rdx.pipeline.textmetrics import distinct_n
 
     metrics = {
         "eval/likelihood": likelihood.mean().item(),
@@ -87,7 +87,7 @@ def evaluate(
         "eval/distinct2": distinct_n(continuations, 2),
     }
     if text_metrics:
-        from rdx.textmetrics import text_metrics as compute
+        from rdx.pipeline.textmetrics import text_metrics as compute
 
         scores = compute(full, prep.eval_references)
         metrics.update({f"eval/{k}": v for k, v in scores.items()})

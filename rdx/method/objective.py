@@ -25,11 +25,15 @@ class LossOutput:
 
 
 def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
-    """log softmax(logits)[targets] without materialising the (B, L, V) log-softmax.
+    """log softmax(logits)[targets] in float32, without a (B, L, V) log-softmax tensor.
 
     logits (B, L, V) are already aligned with targets (B, L): logits[:, t] scores targets[:, t].
+    float32 logits: gather minus logsumexp (the log-softmax is never stored). Half-precision
+    logits (bf16/fp16 autocast) are converted to float32 one row at a time, so the float32
+    copy is one row's (L, V), not the batch's (TRL's selective_log_softmax does the same).
     """
-    logits = logits.float()
+    if logits.dtype not in (torch.float32, torch.float64):
+        return torch.stack([token_logprobs(row.float(), t) for row, t in zip(logits, targets)])
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import random
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from rdx.corpus import Corpus
+from rdx.data.corpus import ATTRIBUTES, Corpus, Example
 
 # Rules: name -> alternatives separated by "|"; "{name}" expands recursively. A repeated
 # alternative is a more likely one. Punctuation is a separate token, as in the Yelp files.
@@ -181,10 +179,6 @@ def _parse(text: str) -> dict[str, list[str]]:
 
 
 RULES = _parse(_RULES)
-TASKS: dict[str, tuple[str, ...]] = {
-    "sentiment": ("negative", "positive"),
-    "topic": ("world", "sport", "business", "sci_tech"),
-}
 MIN_WORDS, MAX_WORDS = 10, 25
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -219,8 +213,6 @@ def generate(
     """The synthetic ``Corpus``: exactly ``n_per_attribute`` train and ``n_test_per_attribute``
     held-out sentences per attribute (label), deterministic given ``seed``. Held-out texts
     never repeat a train text."""
-    from rdx.corpus import Corpus, Example  # corpus imports this module: avoid the cycle
-
     for key, value in (("noise", noise), ("neutral_frac", neutral_frac)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"dataset.{key}={value}: must be in [0, 1]")
@@ -228,7 +220,7 @@ def generate(
     splits: dict[str, list[Example]] = {"train": [], "test": []}
     seen: set[str] = set()
     for split, n in (("train", n_per_attribute), ("test", n_test_per_attribute)):
-        for task, attrs in TASKS.items():
+        for task, attrs in ATTRIBUTES["synthetic"].items():
             for label, attr in enumerate(attrs):
                 for _ in range(n):
                     content: str | None = attr
@@ -246,4 +238,4 @@ def generate(
     # Interleave attributes so that a prefix of the list is a balanced sample.
     for examples in splits.values():
         rng.shuffle(examples)
-    return Corpus("synthetic", dict(TASKS), splits["train"], splits["test"])
+    return Corpus("synthetic", dict(ATTRIBUTES["synthetic"]), splits["train"], splits["test"])

@@ -1,0 +1,1 @@
+"""Corpora with attribute labels: the table of tasks (corpus), their sources (loaders)."""

@@ -1,0 +1,52 @@
+"""A corpus: sentences with a task and a label, and the one table of tasks and attributes.
+
+Every corpus is lower-cased, whitespace-tokenised sentences (punctuation and clitics as
+separate tokens, as in the Yelp style-transfer files), each with a task and a label index
+into its task's attributes. Where the sentences come from: rdx.data.loaders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASKS: dict[str, tuple[str, ...]] = {
+    "sentiment": ("negative", "positive"),
+    "topic": ("world", "sport", "business", "sci_tech"),
+}
+# dataset -> its tasks; the synthetic grammar has both, as the paper's two datasets do.
+ATTRIBUTES: dict[str, dict[str, tuple[str, ...]]] = {
+    "synthetic": TASKS,
+    "yelp": {"sentiment": TASKS["sentiment"]},
+    "agnews": {"topic": TASKS["topic"]},
+}
+
+
+class DataError(ValueError):
+    """A one-line, user-facing problem with the dataset settings or files."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str  # lower-cased, whitespace-separated words
+    task: str  # "sentiment" | "topic"
+    label: int  # index into Corpus.tasks[task]
+
+
+@dataclass
+class Corpus:
+    name: str
+    tasks: dict[str, tuple[str, ...]]  # task -> attribute names in label order
+    train: list[Example]
+    test: list[Example]  # held out: never used to train anything
+
+    def task_of(self, attribute: str) -> tuple[str, int]:
+        for task, attrs in self.tasks.items():
+            if attribute in attrs:
+                return task, attrs.index(attribute)
+        raise DataError(
+            f"attribute={attribute}: unknown for dataset {self.name}; "
+            f"allowed: {', '.join(self.attributes())}"
+        )
+
+    def attributes(self) -> list[str]:
+        return [a for attrs in self.tasks.values() for a in attrs]

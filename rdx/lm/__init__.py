@@ -1,0 +1,1 @@
+"""Language models: construction, tokenizers, token rows (Sequences), sampling, pretraining."""

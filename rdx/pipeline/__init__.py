@@ -1,0 +1,1 @@
+"""A run's stages: the artifact cache, the fixed models and trajectories, training, evaluation."""
