@@ -86,7 +86,8 @@ def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str
         return None, {**record, "state": "unreadable", "reason": str(err)}
     state = status.get("state", "unknown")
     if state == "completed" and summary:
-        return {**summary, "run_dir": rel}, None
+        # `ended` lets analysis.tables --duplicates latest keep the run that ended last.
+        return {**summary, "ended": status.get("ended"), "run_dir": rel}, None
     if not status:
         reason = "no status.json"
     elif state == "completed":
