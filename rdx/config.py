@@ -8,6 +8,7 @@ allowed. This module imports no torch, so bad input fails in about a second.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdx import hub
-from rdx.method import DROPOUT_MODES
+from rdx.method import DROPOUT_MODES, GAMMA_MODES
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,8 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
+    """How β's trajectories are drawn, and how π decodes for its metrics (DESIGN §1)."""
+
     prefix_len: int = 4
     total_len: int = 30
     num_prefixes: int = 1024
@@ -80,12 +83,18 @@ class SamplingConfig:
     temperature: float = 0.4
     eval_prefixes: int = 128
     batch_size: int = 512
+    stop_at_eos: bool = True  # false: every continuation is T−p tokens, EOS an ordinary token
+    top_k: int | None = None  # sample among the k most likely tokens (None: all)
+    repetition_penalty: float = 1.0  # HF's: divide (or multiply, if < 0) seen tokens' logits
+    prefix_pool: str = "attribute"  # attribute | task (both labels; the label picks R's class)
+    fresh_per_epoch: int = 1  # k sample sets of β; epoch e trains on set e mod k
 
 
 @dataclass(frozen=True)
 class DropoutConfig:
     mode: str = "quantile"
     delta: float | None = None
+    random_replacement: bool = False  # random mode: the authors' with-replacement draw
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,27 @@ class LoggerConfig:
 
 
 @dataclass(frozen=True)
+class AlgoConfig:
+    """How π is trained (conf/algo/): offpolicy is Eq. 7 on β's stored samples (DESIGN §2);
+    ppo and dpo are the harmlessness experiment's arms (DESIGN §10, paper §7.5)."""
+
+    name: str = "offpolicy"  # offpolicy | ppo | dpo
+    score: str = "r_hat"  # ppo: dropout thresholds r_hat = R + ln π_ref, or reward (R alone)
+    new_tokens: int = 24  # ppo/dpo: response tokens per prompt (rollouts and evaluation)
+    temperature: float = 1.0  # ppo: rollout sampling temperature
+    ppo_epochs: int = 2  # optimisation passes over each rollout batch
+    minibatch: int = 16  # rows per PPO gradient step
+    clip: float = 0.2  # PPO ratio clip ε
+    vf_clip: float | None = 0.2  # value clip around the rollout's values; null = off
+    vf_coef: float = 0.1  # weight of the value loss
+    kl_coef: float = 0.05  # per-token KL penalty to π_ref in PPO's reward
+    discount: float = 1.0  # GAE γ (named apart from the dropout rate gamma)
+    gae_lambda: float = 0.95
+    beta: float = 0.1  # dpo: the KL strength β of −ln σ(β Δ)
+    eval_prompts: int = 64  # held-out prompts for eval/* every epoch
+
+
+@dataclass(frozen=True)
 class Config:
     attribute: str = "positive"
     gamma: float | None = 0.8  # None when the dropout mode ignores it
@@ -129,6 +159,8 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     sweep: str | None = None  # the sweep preset's name, for W&B groups and tables
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    resume: str = "auto"  # never | auto | force: what to do with a run dir holding a run
 
 
 def _convert(key: str, value: Any, annotation: Any) -> Any:
@@ -158,6 +190,8 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         raise ConfigError(f"{key}={value!r}: expected an integer")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # inf and nan pass every `> 0` check
+                raise ConfigError(f"{key}={value!r}: expected a finite number")
             return float(value)
         raise ConfigError(f"{key}={value!r}: expected a number")
     if annotation is str:
@@ -194,6 +228,7 @@ def _positive(key: str, value: int | float | None, *, allow_none: bool = False) 
 
 def validate(raw: dict[str, Any]) -> Config:
     """Check every value before any work; `raw` is the composed config as a plain dict."""
+    _check_launcher(raw.get("launcher"))
     raw = {k: v for k, v in raw.items() if k not in ("hydra", "launcher", "local", "experiment")}
     # γ means nothing to none/threshold dropout: accept any value there and record null.
     mode = (raw.get("dropout") or {}).get("mode")
@@ -202,7 +237,7 @@ def validate(raw: dict[str, Any]) -> Config:
         raw["gamma"] = None
     cfg: Config = _build(Config, raw)
 
-    if mode in ("quantile", "random"):
+    if mode in GAMMA_MODES:
         if cfg.gamma is None or not 0.0 <= cfg.gamma < 1.0:
             raise ConfigError(
                 f"gamma={cfg.gamma!r}: expected a number in [0, 1) for {mode} dropout"
@@ -216,6 +251,9 @@ def validate(raw: dict[str, Any]) -> Config:
         raise ConfigError("dropout.delta=None: threshold dropout needs a number (keep r̂ > delta)")
 
     _choice("stage", cfg.stage, ("prepare", "train"))
+    _choice("resume", cfg.resume, ("never", "auto", "force"))
+    if not 0 <= cfg.seed < 2**32:  # seeds derived from it must fit torch's 64-bit seed
+        raise ConfigError(f"seed={cfg.seed}: expected an integer in [0, 2**32)")
     _choice("model.init", cfg.model.init, ("random", "behavior", "pretrained"))
     _choice("model.trainable", cfg.model.trainable, ("all", "last_layer"))
     _choice("reward.output", cfg.reward.output, ("logit", "prob"))
@@ -248,12 +286,29 @@ def validate(raw: dict[str, Any]) -> Config:
             f"sampling.total_len={s.total_len}: must exceed sampling.prefix_len={s.prefix_len}"
         )
     _positive("sampling.temperature", s.temperature)
+    _positive("sampling.top_k", s.top_k, allow_none=True)
+    _positive("sampling.repetition_penalty", s.repetition_penalty)
+    _positive("sampling.fresh_per_epoch", s.fresh_per_epoch)
+    _choice("sampling.prefix_pool", s.prefix_pool, ("attribute", "task"))
+    if mode in ("prompt_quantile",) and s.samples_per_prefix < 2:
+        raise ConfigError(
+            f"sampling.samples_per_prefix={s.samples_per_prefix}: prompt_quantile dropout "
+            "ranks each prefix's samples, so it needs >= 2"
+        )
     for key in ("epochs", "batch_size", "lr", "log_every"):
         _positive(f"trainer.{key}", getattr(cfg.trainer, key))
     _positive("trainer.is_clip", cfg.trainer.is_clip, allow_none=True)
     _positive("trainer.micro_batch", cfg.trainer.micro_batch, allow_none=True)
     _positive("trainer.threads", cfg.trainer.threads, allow_none=True)
     _positive("dataset.n_per_attribute", cfg.dataset.n_per_attribute, allow_none=True)
+    _positive("dataset.max_words", cfg.dataset.max_words)
+    trajectories = s.num_prefixes * s.samples_per_prefix
+    if cfg.trainer.batch_size > trajectories:
+        raise ConfigError(
+            f"trainer.batch_size={cfg.trainer.batch_size}: larger than the {trajectories} "
+            f"trajectories (sampling.num_prefixes={s.num_prefixes} x "
+            f"sampling.samples_per_prefix={s.samples_per_prefix})"
+        )
     for key in (
         "n_layer",
         "n_embd",
@@ -288,8 +343,21 @@ def validate(raw: dict[str, Any]) -> Config:
         if problem is not None:
             raise ConfigError(problem)
 
-    _check_data(cfg)
+    if cfg.algo.name == "offpolicy":
+        _check_data(cfg)
+    else:
+        _check_algo(cfg)
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
+
+
+def _check_launcher(launcher: Any) -> None:
+    """The launcher group's own keys (conf/launcher/*.yaml), which Config does not hold."""
+    if not isinstance(launcher, dict):
+        return
+    for key in ("max_parallel", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+        value = launcher.get(key)
+        if key in launcher and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"launcher.{key}={value!r}: expected an integer >= 1")
 
 
 def _check_data(cfg: Config) -> None:
@@ -304,6 +372,42 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError(
             f"attribute={cfg.attribute!r}: dataset {cfg.dataset.name} has {', '.join(attributes)}"
         )
+    try:
+        check_source(cfg.dataset.name, cfg.dataset.path, cfg.dataset.hub)
+    except DataError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_algo(cfg: Config) -> None:
+    """PPO and DPO (the harmlessness experiment): preference data, dropout that applies."""
+    from rdx.data.corpus import DataError
+    from rdx.data.hh import check_source
+
+    a = cfg.algo
+    _choice("algo.name", a.name, ("offpolicy", "ppo", "dpo"))
+    mode = cfg.dropout.mode
+    if a.name == "dpo" and mode != "none":
+        raise ConfigError(
+            f"dropout={mode} with algo=dpo: reward dropout does not apply to DPO, which "
+            "trains on preference pairs without explicit rewards (paper footnote 11); "
+            "use dropout=none"
+        )
+    if mode not in ("none", "quantile", "random", "threshold"):
+        raise ConfigError(
+            f"dropout={mode} with algo={a.name}: PPO drops per rollout batch; expected one "
+            "of none, quantile, random, threshold"
+        )
+    _choice("algo.score", a.score, ("r_hat", "reward"))
+    for key in ("new_tokens", "temperature", "ppo_epochs", "minibatch", "clip", "beta"):
+        _positive(f"algo.{key}", getattr(a, key))
+    _positive("algo.eval_prompts", a.eval_prompts)
+    _positive("algo.vf_clip", a.vf_clip, allow_none=True)
+    for key in ("vf_coef", "kl_coef"):
+        if getattr(a, key) < 0:
+            raise ConfigError(f"algo.{key}={getattr(a, key)!r}: expected a number >= 0")
+    for key in ("discount", "gae_lambda"):
+        if not 0.0 <= getattr(a, key) <= 1.0:
+            raise ConfigError(f"algo.{key}={getattr(a, key)!r}: expected a number in [0, 1]")
     try:
         check_source(cfg.dataset.name, cfg.dataset.path, cfg.dataset.hub)
     except DataError as err:

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from rdx.method.dropout import keep_mask, quantile_keep, random_keep, threshold_keep
+from rdx.method.dropout import (
+    global_top_keep,
+    keep_mask,
+    prompt_quantile_keep,
+    quantile_keep,
+    random_keep,
+    set_keep_mask,
+    threshold_keep,
+)
 
 
 def test_quantile_keep_by_hand():
@@ -74,3 +82,44 @@ def test_keep_mask_dispatch_and_error():
     assert keep_mask("threshold", r, delta=2.5).tolist() == [False, False, True, True]
     with pytest.raises(ValueError, match="dropout.mode='quantil'"):
         keep_mask("quantil", r)
+
+
+def test_random_with_replacement_keeps_about_e_to_the_minus_gamma():
+    """The authors' draw: ⌊γB⌋ indices with replacement. A sample survives all n draws with
+    probability (1 − 1/B)^n: at B=64, γ=0.8 (n=51) that is 0.4480, not 0.2."""
+    r = torch.zeros(64)
+    g = torch.Generator().manual_seed(0)
+    fracs = torch.tensor(
+        [random_keep(r, 0.8, g, replacement=True).float().mean().item() for _ in range(2000)]
+    )
+    expected = (1 - 1 / 64) ** 51
+    assert expected == pytest.approx(0.4480, abs=1e-4)
+    assert fracs.mean().item() == pytest.approx(expected, abs=0.005)
+    exact = random_keep(r, 0.8, g)  # without replacement: exactly 64 − 51 kept
+    assert int(exact.sum()) == 13
+
+
+def test_prompt_quantile_keeps_the_top_of_each_prefix():
+    # two prefixes, 4 samples each; γ=0.5 keeps r̂ ≥ each group's median (linear interp.)
+    r = torch.tensor([1.0, 4.0, 2.0, 3.0, 10.0, -1.0, 10.0, 0.0])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    keep = prompt_quantile_keep(r, groups, 0.5)
+    # group 0: median 2.5 → keep 4, 3; group 1: median 5.0 → keep the two 10s
+    assert keep.tolist() == [False, True, False, True, True, False, True, False]
+    # γ=0.8: position 2.4 of 4 sorted values → only each group's best survives
+    assert prompt_quantile_keep(r, groups, 0.8).tolist() == [
+        False, True, False, False, True, False, True, False  # a tie at the top keeps both
+    ]  # fmt: skip
+    # the batch rule at γ=0.75 (q = 4 + 0.25·6 = 5.5) keeps group 1's samples only
+    assert quantile_keep(r, 0.75).tolist() == [False] * 4 + [True, False, True, False]
+
+
+def test_global_top_ranks_the_whole_set_once():
+    r = torch.arange(10.0)
+    assert global_top_keep(r, 0.7).tolist() == [False] * 7 + [True] * 3  # q = 6.3
+    groups = torch.zeros(10, dtype=torch.long)
+    assert set_keep_mask("global_top", r, gamma=0.7, groups=groups).tolist() == (
+        global_top_keep(r, 0.7).tolist()
+    )
+    with pytest.raises(ValueError, match="expected one of prompt_quantile, global_top"):
+        set_keep_mask("quantile", r, gamma=0.5, groups=groups)

@@ -43,7 +43,7 @@ def test_last_layer_trains_the_last_block_and_the_head(hub, arch, trainable):
     assert sum(p.numel() for n, p in model.named_parameters() if n not in names) > 0
 
 
-def test_hub_random_init_is_seeded_and_not_the_checkpoint(hub, cache):
+def test_hub_random_init_is_seeded_and_not_the_checkpoint(hub):
     from rdx.lm.models import hub_causal_lm
 
     a = hub_causal_lm(hub["gpt2"], "random", seed=1).state_dict()

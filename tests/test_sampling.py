@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rdx.lm.models import tiny_bert, tiny_gpt2
-from rdx.lm.sampling import classifier_logits, sample, sequence_prob
+from rdx.lm.sampling import classifier_logits, keep_top_k, penalize_repeats, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.method.objective import token_logprobs
 
@@ -146,3 +146,59 @@ def test_classifier_logits_batching_is_invariant():
     b = classifier_logits(clf, fast, texts, batch_size=4)
     assert a.shape == (4, 2)
     assert torch.allclose(a, b, atol=1e-5)  # padding is masked out
+
+
+def eos_loving_lm(eos_id: int = 0):
+    """A tiny GPT-2 that writes EOS about half the time: with the final layer norm's weight
+    zeroed its output is its bias (ones) at every position, so the logit of token v is
+    the sum of v's (tied) embedding, 0.3 × 16 = 4.8 for EOS and about 0 for the others."""
+    model = tiny_gpt2(97, 1, 16, 2, seed=3).eval()
+    with torch.no_grad():
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.fill_(1.0)
+        model.transformer.wte.weight[eos_id] = 0.3
+    return model
+
+
+def test_without_stop_at_eos_every_continuation_has_the_full_length(lm):
+    prefixes = torch.randint(1, 97, (6, 4), generator=torch.Generator().manual_seed(0))
+    model = eos_loving_lm()
+    g = torch.Generator().manual_seed(1)
+    stopped = sample(model, prefixes, 26, temperature=1.0, generator=g, eos_id=0)
+    ends = Sequences.from_samples(stopped, 4, eos_id=0)
+    assert (ends.lengths - 4 < 26).all()  # the EOS-loving model ends every row early
+    g = torch.Generator().manual_seed(1)
+    rows = sample(model, prefixes, 26, temperature=1.0, generator=g, eos_id=0, stop_at_eos=False)
+    seqs = Sequences.from_samples(rows, 4, eos_id=None)  # EOS is an ordinary token
+    assert rows.shape == (6, 30) and (seqs.lengths - seqs.prefix_lens == 26).all()
+    assert (rows[:, 4:] == 0).float().mean() > 0.3  # EOS is sampled, and decoding goes on
+    assert seqs.mask().sum(1).tolist() == [26.0] * 6
+
+
+def test_repetition_penalty_and_top_k_by_hand():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    seen = torch.tensor([[True, True, False, False]])
+    got = penalize_repeats(logits, seen, 1.2)
+    torch.testing.assert_close(got, torch.tensor([[2.0 / 1.2, -1.2, 0.5, 3.0]]))
+    top = keep_top_k(torch.tensor([[2.0, -1.0, 0.5, 3.0], [1.0, 1.0, 0.0, -2.0]]), 2)
+    inf = float("-inf")
+    assert top.tolist() == [[2.0, inf, inf, 3.0], [1.0, 1.0, inf, inf]]
+
+
+def test_top_k_1_is_greedy_and_penalty_matches_hf_generate(lm):
+    prefixes = torch.randint(1, 97, (4, 5), generator=torch.Generator().manual_seed(2))
+    greedy = sample(lm, prefixes, 8, temperature=0)
+    one = sample(lm, prefixes, 8, temperature=1.0, generator=torch.Generator(), top_k=1)
+    assert torch.equal(greedy, one)
+    ours = sample(lm, prefixes, 8, temperature=0, repetition_penalty=1.5)
+    theirs = lm.generate(
+        prefixes,
+        attention_mask=torch.ones_like(prefixes),
+        do_sample=False,
+        repetition_penalty=1.5,
+        max_new_tokens=8,
+        min_new_tokens=8,
+        pad_token_id=0,
+    )
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours, greedy)  # the penalty changed what greedy decoding picks

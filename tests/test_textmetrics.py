@@ -104,7 +104,7 @@ def test_input_errors():
 
 def test_missing_wordnet_names_the_install_command(monkeypatch):
     monkeypatch.setattr("rdx.pipeline.wordnet.wordnet_available", lambda: False)
-    with pytest.raises(RuntimeError, match=r"python -m rdx\.wordnet"):
+    with pytest.raises(RuntimeError, match=r"python -m rdx\.pipeline\.wordnet"):
         text_metrics(["a b"], [["a b"]])
 
 

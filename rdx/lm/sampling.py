@@ -30,17 +30,29 @@ def sample(
     temperature: float,
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
+    stop_at_eos: bool = True,
+    top_k: int | None = None,
+    repetition_penalty: float = 1.0,
     batch_size: int = 512,
 ) -> Tensor:
     """Continue every prefix (N, p) by up to `new_tokens` tokens; temperature 0 is greedy.
 
     A row that emits `eos_id` is finished: the rest of it is filled with eos_id, and
-    decoding stops early once every row of a batch is finished. The result is (N, p + new).
+    decoding stops early once every row of a batch is finished. With `stop_at_eos=False`
+    EOS is an ordinary token and every row gets exactly `new_tokens` (the authors' β never
+    stopped: its EOS was a token it had not learned). The logits are processed as Hugging
+    Face's generate does: repetition penalty on every token already in the row (prefix
+    included), then temperature, then top-k. The result is (N, p + new).
     """
+    stop = eos_id if stop_at_eos else None
     out = []
     for start in range(0, len(prefixes), batch_size):
         chunk = prefixes[start : start + batch_size]
-        out.append(_sample_batch(model, chunk, new_tokens, temperature, generator, eos_id))
+        out.append(
+            _sample_batch(
+                model, chunk, new_tokens, temperature, generator, stop, top_k, repetition_penalty
+            )
+        )
     return torch.cat(out)
 
 
@@ -49,19 +61,45 @@ def _cache_kwarg(model: PreTrainedModel) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _sample_batch(model, prefixes, new_tokens, temperature, generator, eos_id):
+def penalize_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """HF's repetition penalty: the logits of tokens already in the row (`seen`, a (B, V)
+    bool) are divided by `penalty` where positive and multiplied where negative."""
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def keep_top_k(logits: Tensor, k: int) -> Tensor:
+    """Logits outside each row's k largest set to −inf (ties with the k-th kept, as HF)."""
+    if k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _sample_batch(
+    model, prefixes, new_tokens, temperature, generator, eos_id, top_k, repetition_penalty
+):
     device = next(model.parameters()).device
     tokens = prefixes.to(device)
     out = torch.full((len(tokens), new_tokens), eos_id if eos_id is not None else 0, device=device)
     finished = torch.zeros(len(tokens), dtype=torch.bool, device=device)
     cache = _cache_kwarg(model)
     step = model(input_ids=tokens, use_cache=True, logits_to_keep=1)
+    seen = None
+    if repetition_penalty != 1.0:
+        vocab = step.logits.shape[-1]
+        seen = torch.zeros(len(tokens), vocab, dtype=torch.bool, device=device)
+        seen.scatter_(1, tokens, True)
     for i in range(new_tokens):
         logits = step.logits[:, -1].float()
+        if seen is not None:
+            logits = penalize_repeats(logits, seen, repetition_penalty)
         if temperature == 0:
             nxt = logits.argmax(-1)
         else:
-            probs = torch.softmax(logits / temperature, dim=-1)
+            logits = logits / temperature
+            if top_k is not None:
+                logits = keep_top_k(logits, top_k)
+            probs = torch.softmax(logits, dim=-1)
             if generator is not None and generator.device != probs.device:
                 # Draw where the generator lives: a CPU generator keeps one seeded stream
                 # whatever device the model is on (multinomial rejects a mismatched one).
@@ -71,6 +109,8 @@ def _sample_batch(model, prefixes, new_tokens, temperature, generator, eos_id):
             nxt = nxt.masked_fill(finished, eos_id)
             finished |= nxt == eos_id
         out[:, i] = nxt
+        if seen is not None:
+            seen.scatter_(1, nxt[:, None], True)
         if i + 1 == new_tokens or bool(finished.all()):
             break
         step = model(input_ids=nxt[:, None], use_cache=True, **{cache: getattr(step, cache)})
@@ -85,6 +125,9 @@ def sample_sequences(
     temperature: float,
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
+    stop_at_eos: bool = True,
+    top_k: int | None = None,
+    repetition_penalty: float = 1.0,
     pad_id: int | None = None,
     batch_size: int = 512,
 ) -> Sequences:
@@ -108,10 +151,13 @@ def sample_sequences(
             temperature=temperature,
             generator=generator,
             eos_id=eos_id,
+            stop_at_eos=stop_at_eos,
+            top_k=top_k,
+            repetition_penalty=repetition_penalty,
             batch_size=batch_size,
         )
         tokens[rows, : out.shape[1]] = out
-        lengths[rows] = Sequences.from_samples(out, p, eos_id).lengths
+        lengths[rows] = Sequences.from_samples(out, p, eos_id if stop_at_eos else None).lengths
     return Sequences(tokens, lens.clone(), lengths)
 
 

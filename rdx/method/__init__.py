@@ -4,4 +4,9 @@ Nothing in this package imports the rest of rdx; rdx.config reads the dropout mo
 here, so this file stays free of torch.
 """
 
-DROPOUT_MODES = ("none", "quantile", "random", "threshold")
+# Batch rules decide per training batch; set rules rank a whole sample set once, before
+# training (ReST/RFT's per-prompt selection, RAFT's global top fraction).
+BATCH_MODES = ("none", "quantile", "random", "threshold")
+SET_MODES = ("prompt_quantile", "global_top")
+DROPOUT_MODES = BATCH_MODES + SET_MODES
+GAMMA_MODES = ("quantile", "random", "prompt_quantile", "global_top")  # γ means something

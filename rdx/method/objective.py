@@ -33,7 +33,8 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     copy is one row's (L, V), not the batch's (TRL's selective_log_softmax does the same).
     """
     if logits.dtype not in (torch.float32, torch.float64):
-        return torch.stack([token_logprobs(row.float(), t) for row, t in zip(logits, targets)])
+        rows = zip(logits, targets, strict=True)
+        return torch.stack([token_logprobs(row.float(), t) for row, t in rows])
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 

@@ -62,6 +62,22 @@ TEXT_FIELDS = ("prefix", "continuation", "ended")  # a trajectory as text (Codec
 
 
 @dataclass
+class TrainSet:
+    """One sample set of β's trajectories in π's tokens, with its fixed per-sample scores."""
+
+    seqs: Sequences
+    mask: torch.Tensor  # (N, L−1) the positions of `seqs` that are scored
+    reward_logits: torch.Tensor  # (N, C)
+    behavior_prob: torch.Tensor  # (N,) β_i
+
+    def reward(self, output: str, label: int) -> torch.Tensor:
+        """R_i for class `label`: the raw class logit or its softmax probability."""
+        if output == "prob":
+            return torch.softmax(self.reward_logits, -1)[:, label]
+        return self.reward_logits[:, label]
+
+
+@dataclass
 class Prepared:
     """Everything a training run needs, loaded in memory, in π's tokens where it matters."""
 
@@ -74,10 +90,9 @@ class Prepared:
     reward_model: PreTrainedModel
     reward_tokenizer: PreTrainedTokenizerBase
     reward_accuracy: float
-    train: Sequences  # β's trajectories in π's tokens
-    mask: torch.Tensor  # (N, L−1) the positions of `train` that are scored
-    reward_logits: torch.Tensor  # (N, C)
-    behavior_prob: torch.Tensor  # (N,) β_i
+    sets: list[TrainSet]  # sampling.fresh_per_epoch sets; epoch e trains on set e mod k
+    groups: torch.Tensor  # (N,) the prefix each trajectory continues (same in every set)
+    decoding: dict[str, Any]  # stop_at_eos, top_k, repetition_penalty: how π decodes too
     eval: Sequences  # β's samples of the held-out prefixes, in π's tokens (eval/acc)
     eval_prefix_texts: list[str]  # the held-out prefixes as text
     eval_references: list[list[str]]  # held-out sentences sharing each eval prefix
@@ -93,11 +108,26 @@ class Prepared:
     def eos_id(self) -> int:
         return self.policy_codec.eos_id
 
+    @property
+    def train(self) -> Sequences:
+        """The first sample set's trajectories (the only one unless fresh_per_epoch > 1)."""
+        return self.sets[0].seqs
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.sets[0].mask
+
+    @property
+    def reward_logits(self) -> torch.Tensor:
+        return self.sets[0].reward_logits
+
+    @property
+    def behavior_prob(self) -> torch.Tensor:
+        return self.sets[0].behavior_prob
+
     def reward(self, output: str) -> torch.Tensor:
-        """R_i for the run's attribute: the raw class logit or its softmax probability."""
-        if output == "prob":
-            return torch.softmax(self.reward_logits, -1)[:, self.label]
-        return self.reward_logits[:, self.label]
+        """R_i of the first set for the run's attribute (see TrainSet.reward)."""
+        return self.sets[0].reward(output, self.label)
 
 
 def corpus_digest(corpus: Corpus) -> str:
@@ -130,9 +160,11 @@ def artifact_keys(cfg: Config, corpus: Corpus, task: str, dtype: str) -> dict[st
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
     sampling = {k: v for k, v in dataclasses.asdict(cfg.sampling).items() if k != "batch_size"}
+    # A task-wide prefix pool gives every attribute of the task the same trajectories.
+    pool = task if cfg.sampling.prefix_pool == "task" else cfg.attribute
     traj_key = {
         "behavior": behavior_key,
-        "attribute": cfg.attribute,
+        "attribute": pool,
         "sampling": sampling,
         "seed": SAMPLING_SEED,
         "dtype": dtype,
@@ -177,8 +209,10 @@ def prepare(cfg: Config) -> Prepared:
     reward_model = reward_model.to(device, dtype)
 
     codec = behavior_codec
-    in_task = [e for e in corpus.train if (e.task, e.label) == (task, label)]
-    held_out = [e for e in corpus.test if (e.task, e.label) == (task, label)]
+    # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
+    label_ok = (lambda e: True) if s.prefix_pool == "task" else (lambda e: e.label == label)
+    in_task = [e for e in corpus.train if e.task == task and label_ok(e)]
+    held_out = [e for e in corpus.test if e.task == task and label_ok(e)]
     build = partial(
         build_trajectories,
         behavior=behavior,
@@ -188,13 +222,14 @@ def prepare(cfg: Config) -> Prepared:
         sampling=s,
     )
     traj_dir = cached(root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION)
-    traj = torch.load(traj_dir / "trajectories.pt")
+    traj = torch.load(traj_dir / "trajectories.pt", weights_only=True)  # plain data: no code runs
     p = traj["prefix_len"]
-    behavior_train = Sequences.from_samples(traj["train"]["tokens"], p, codec.eos_id)
+    eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
+    behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
 
     build = partial(
         build_scores,
-        seqs=behavior_train,
+        sets=behavior_sets,
         behavior=behavior,
         codec=codec,
         reward_model=reward_model,
@@ -202,18 +237,29 @@ def prepare(cfg: Config) -> Prepared:
         batch_size=s.batch_size,
     )
     scores_dir = cached(root, "scores", keys["scores"], build, SCORES_VERSION)
-    scores = torch.load(scores_dir / "scores.pt")
+    scores = torch.load(scores_dir / "scores.pt", weights_only=True)
     torch.set_num_threads(threads)
 
     policy_codec = _policy_codec(cfg, tokenizer, behavior_codec)
     if policy_codec.same_tokens(behavior_codec):
         policy_codec = behavior_codec
-        train = behavior_train
-        eval_seqs = Sequences.from_samples(traj["eval"]["tokens"], p, codec.eos_id)
+        trains = behavior_sets
+        eval_seqs = Sequences.from_samples(traj["eval"]["tokens"], p, eos)
     else:
         log.info("re-tokenising β's trajectories for π (different tokenizers)")
-        train = policy_codec.encode(*(traj["train"][k] for k in TEXT_FIELDS))
+        trains = [policy_codec.encode(*(t[k] for k in TEXT_FIELDS)) for t in traj["train"]]
         eval_seqs = policy_codec.encode(*(traj["eval"][k] for k in TEXT_FIELDS))
+    sets = [
+        TrainSet(
+            seqs=seqs,
+            mask=seqs.mask(score_prefix=cfg.trainer.score_prefix),
+            reward_logits=logits,
+            behavior_prob=beta,
+        )
+        for seqs, logits, beta in zip(
+            trains, scores["reward_logits"], scores["behavior_prob"], strict=True
+        )
+    ]
     return Prepared(
         corpus=corpus,
         task=task,
@@ -224,10 +270,13 @@ def prepare(cfg: Config) -> Prepared:
         reward_model=reward_model,
         reward_tokenizer=reward_tokenizer,
         reward_accuracy=reward_accuracy,
-        train=train,
-        mask=train.mask(score_prefix=cfg.trainer.score_prefix),
-        reward_logits=scores["reward_logits"],
-        behavior_prob=scores["behavior_prob"],
+        sets=sets,
+        groups=traj["groups"],
+        decoding={
+            "stop_at_eos": s.stop_at_eos,
+            "top_k": s.top_k,
+            "repetition_penalty": s.repetition_penalty,
+        },
         eval=eval_seqs,
         eval_prefix_texts=traj["eval"]["prefix"],
         eval_references=traj["eval_references"],
@@ -327,7 +376,9 @@ def build_reward(
     (out / "metrics.json").write_text(json.dumps({"heldout_accuracy": acc, "n_test": len(test)}))
 
 
-TRAJECTORIES_VERSION = 2  # 2: trajectories also stored as text (different tokenizers)
+# 2: trajectories also stored as text (different tokenizers); 3: a list of sample sets,
+# the prefix group of each row, decoding options (stop_at_eos, top_k, repetition penalty)
+TRAJECTORIES_VERSION = 3
 
 
 def build_trajectories(
@@ -339,8 +390,12 @@ def build_trajectories(
     test_texts: list[str],
     sampling: SamplingConfig,
 ) -> None:
-    """β's samples of the attribute's training prefixes (k per prefix) and of held-out
-    prefixes (with their reference sentences), in β's tokens and as text."""
+    """β's samples of the pool's training prefixes (k per prefix) and of held-out prefixes
+    (with their reference sentences), in β's tokens and as text.
+
+    Set 0 and the held-out samples come from one stream seeded SAMPLING_SEED; each further
+    set of `fresh_per_epoch` continues the same prefixes from a stream of its own.
+    """
     s = sampling
     g = torch.Generator().manual_seed(SAMPLING_SEED)
     width = len(codec.bos) + s.prefix_len
@@ -349,48 +404,66 @@ def build_trajectories(
     pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
     if len(pick) < s.num_prefixes:
         log.warning("only %d training prefixes (asked %d)", len(pick), s.num_prefixes)
+    groups = torch.arange(len(pick)).repeat_interleave(s.samples_per_prefix)
     prefixes = prefixes[pick].repeat_interleave(s.samples_per_prefix, dim=0)
-    new = s.total_len - s.prefix_len
     draw = partial(
         sample,
         behavior,
-        new_tokens=new,
+        new_tokens=s.total_len - s.prefix_len,
         temperature=s.temperature,
-        generator=g,
         eos_id=codec.eos_id,
+        stop_at_eos=s.stop_at_eos,
+        top_k=s.top_k,
+        repetition_penalty=s.repetition_penalty,
         batch_size=s.batch_size,
     )
-    tokens = draw(prefixes)
+    sets = [draw(prefixes, generator=g)]
     eval_prefixes, refs = _eval_prefixes(codec, test_texts, s.prefix_len, s.eval_prefixes, g)
-    eval_tokens = draw(eval_prefixes)
-    record = {"prefix_len": width, "eval_references": refs}
-    for name, rows in (("train", tokens), ("eval", eval_tokens)):
-        texts = codec.decode(Sequences.from_samples(rows, width, codec.eos_id))
-        record[name] = {"tokens": rows, **dict(zip(TEXT_FIELDS, texts, strict=True))}
+    eval_tokens = draw(eval_prefixes, generator=g)
+    for j in range(1, s.fresh_per_epoch):
+        sets.append(draw(prefixes, generator=torch.Generator().manual_seed(SAMPLING_SEED + j)))
+    eos = codec.eos_id if s.stop_at_eos else None
+
+    def as_record(rows: torch.Tensor) -> dict[str, Any]:
+        texts = codec.decode(Sequences.from_samples(rows, width, eos))
+        return {"tokens": rows, **dict(zip(TEXT_FIELDS, texts, strict=True))}
+
+    record = {
+        "prefix_len": width,
+        "eval_references": refs,
+        "groups": groups,
+        "train": [as_record(rows) for rows in sets],
+        "eval": as_record(eval_tokens),
+    }
     torch.save(record, out / "trajectories.pt")
 
 
-SCORES_VERSION = 2
+SCORES_VERSION = 3  # 3: lists, one entry per sample set
 
 
 def build_scores(
     out: Path,
     *,
-    seqs: Sequences,
+    sets: list[Sequences],
     behavior: PreTrainedModel,
     codec: Codec,
     reward_model: PreTrainedModel,
     reward_tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
 ) -> None:
-    """R's class logits (R reads text) and β_i of every stored trajectory, in β's tokens."""
-    texts = codec.texts(seqs)
+    """R's class logits (R reads text) and β_i of every stored trajectory of every set, in
+    β's tokens. All classes' logits are kept: the run's attribute only picks a column."""
     torch.save(
         {
-            "reward_logits": classifier_logits(
-                reward_model, reward_tokenizer, texts, batch_size=batch_size
-            ),
-            "behavior_prob": sequence_prob(behavior, seqs, batch_size=batch_size),
+            "reward_logits": [
+                classifier_logits(
+                    reward_model, reward_tokenizer, codec.texts(seqs), batch_size=batch_size
+                )
+                for seqs in sets
+            ],
+            "behavior_prob": [
+                sequence_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
+            ],
         },
         out / "scores.pt",
     )

@@ -64,6 +64,7 @@ def evaluate(
         generator=generator,
         eos_id=prep.eos_id,
         batch_size=batch_size,
+        **prep.decoding,  # β's decoding options: π's samples are drawn as β's were
     )
     prefixes, continuations, ended = prep.policy_codec.decode(gen)
     # β's likelihood of π's samples, in β's tokens: π's own rows when they share tokens.

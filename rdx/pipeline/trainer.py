@@ -30,7 +30,8 @@ from rdx.lm.models import (
 )
 from rdx.lm.sampling import sample_sequences
 from rdx.logger import WandbLogger
-from rdx.method.dropout import keep_mask
+from rdx.method import SET_MODES
+from rdx.method.dropout import keep_mask, set_keep_mask
 from rdx.method.objective import (
     LossOutput,
     bi_objective_reward,
@@ -110,16 +111,42 @@ def _retry_on_oom(fn, arg: str, micro: list[int], what: str, on_retry=None):
             )
 
 
+def keep_of_set(
+    dropout: DropoutConfig,
+    gamma: float | None,
+    reward: torch.Tensor,
+    behavior_prob: torch.Tensor,
+    groups: torch.Tensor,
+) -> torch.Tensor | None:
+    """d_i of every sample of a set under a set rule (prompt_quantile, global_top), decided
+    once before training on r̂_i = R_i + ln(β_i + ε); None for the paper's batch rules."""
+    if dropout.mode not in SET_MODES:
+        return None
+    r_hat = bi_objective_reward(reward, behavior_prob)
+    return set_keep_mask(dropout.mode, r_hat, gamma=gamma, groups=groups)
+
+
 def keep_of_batch(
     dropout: DropoutConfig,
     gamma: float | None,
     reward: torch.Tensor,
     behavior_prob: torch.Tensor,
     generator: torch.Generator,
+    chosen: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """d_i of a batch: the run's dropout rule applied to r̂_i = R_i + ln(β_i + ε)."""
+    """d_i of a batch: a set rule's decision for its rows (`chosen`, from keep_of_set), or
+    the run's batch rule applied to r̂_i = R_i + ln(β_i + ε)."""
+    if chosen is not None:
+        return chosen
     r_hat = bi_objective_reward(reward, behavior_prob)
-    return keep_mask(dropout.mode, r_hat, gamma=gamma, delta=dropout.delta, generator=generator)
+    return keep_mask(
+        dropout.mode,
+        r_hat,
+        gamma=gamma,
+        delta=dropout.delta,
+        generator=generator,
+        replacement=dropout.random_replacement,
+    )
 
 
 def compute_gradient(
@@ -197,20 +224,20 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     records.trim_metrics(start_epoch)
     records.trim_metrics(start_epoch, "trace.jsonl")
 
-    # ALGO LOGIC: fixed per-sample quantities of the stored trajectories (in π's tokens).
-    tokens = prep.train.tokens
-    reward = prep.reward(cfg.reward.output)
-    beta = prep.behavior_prob
-    n = len(tokens)
+    n = len(prep.train)
     batch = t.batch_size
     n_batches = n // batch  # drop the last partial batch: quantiles of a tiny batch are noise
     if n_batches == 0:
         raise ValueError(f"trainer.batch_size={batch}: larger than the {n} trajectories")
-    masks = prep.mask
     micro = [min(t.micro_batch or batch, batch)]  # rows per forward pass; halves on CUDA OOM
     probe = torch.arange(batch)  # a fixed batch traced every epoch for the Fig. 6 heatmap
 
     for epoch in range(start_epoch, t.epochs):
+        # ALGO LOGIC: fixed per-sample quantities of this epoch's sample set (π's tokens).
+        data = prep.sets[epoch % len(prep.sets)]
+        tokens, masks = data.seqs.tokens, data.mask
+        reward, beta = data.reward(cfg.reward.output, prep.label), data.behavior_prob
+        chosen = keep_of_set(cfg.dropout, cfg.gamma, reward, beta, prep.groups)
         order = torch.randperm(n, generator=_generator(cfg.seed, epoch, _ORDER))
         drop_gen = _generator(cfg.seed, epoch, _DROPOUT)
         sums = {"acc": 0.0, "reward": 0.0}
@@ -226,7 +253,8 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             idx = order[b * batch : (b + 1) * batch]
             x, mask = tokens[idx].to(device), masks[idx].to(device)
             r, bp = reward[idx].to(device), beta[idx].to(device)
-            keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen)
+            rows = None if chosen is None else chosen[idx].to(device)
+            keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, rows)
             optimizer.zero_grad(set_to_none=True)
             gradient = partial(
                 compute_gradient,
@@ -262,10 +290,11 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             decode = partial(
                 sample_sequences,
                 policy,
-                prep.train.select(idx),
+                data.seqs.select(idx),
                 prep.new_tokens,
                 temperature=0,
                 eos_id=prep.eos_id,
+                **prep.decoding,
             )
             greedy = _retry_on_oom(
                 decode,
@@ -297,6 +326,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             generator=_generator(cfg.seed, epoch, _EVAL),
         )
         epoch_rec = {
+            "train/sample_set": epoch % len(prep.sets),
             "train/acc": sums["acc"] / n_batches,
             "train/reward": sums["reward"] / n_batches,
             **eval_metrics,
@@ -346,7 +376,11 @@ def _trace(policy, prep: Prepared, probe, cfg: Config, mask, device) -> dict[str
     r = prep.reward(cfg.reward.output)[probe].to(device)
     bp = prep.behavior_prob[probe].to(device)
     logits = policy(input_ids=x[:, :-1]).logits
-    keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, _generator(cfg.seed, 0, _DROPOUT))
+    chosen = keep_of_set(
+        cfg.dropout, cfg.gamma, prep.reward(cfg.reward.output), prep.behavior_prob, prep.groups
+    )
+    rows = None if chosen is None else chosen[probe].to(device)
+    keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, _generator(cfg.seed, 0, _DROPOUT), rows)
     out = reward_dropout_loss(logits, x[:, 1:], mask, r, bp, keep, is_clip=cfg.trainer.is_clip)
     return {"r_hat": out.r_hat.tolist(), "pi_mean": out.pi_mean.tolist(), "keep": keep.tolist()}
 
@@ -370,6 +404,13 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "dropout": cfg.dropout.mode,
         "gamma": cfg.gamma,
         "delta": cfg.dropout.delta,
+        "random_replacement": cfg.dropout.random_replacement,
+        "temperature": cfg.sampling.temperature,
+        "stop_at_eos": cfg.sampling.stop_at_eos,
+        "top_k": cfg.sampling.top_k,
+        "repetition_penalty": cfg.sampling.repetition_penalty,
+        "prefix_pool": cfg.sampling.prefix_pool,
+        "fresh_per_epoch": cfg.sampling.fresh_per_epoch,
         "seed": cfg.seed,
         "epochs": cfg.trainer.epochs,
         "lr": cfg.trainer.lr,
