@@ -1,16 +1,24 @@
 """Stage 2 of the analysis: the tidy CSV -> the paper's tables, Markdown and LaTeX.
 
     python -m analysis.tables --csv results/runs.csv --out tables/ [--allow-missing] [--full-grid]
+        [--duplicates fail|latest]
 
 table1: rows dropout x γ, columns attributes, cell Acc + Reward (paper Table 1).
 table2: rows target model x {N/A, quantile γ=0.8}, columns attributes (paper Table 2).
 table34: rows attribute x reward dropout No/Yes, columns BLEU ROUGE-1/2/L METEOR (Tables 3/4).
 
 Cells are mean ± std (ddof=1) over seeds. A table is only built when its rows exist in
-the CSV; a duplicated cell (two runs with the same axes and seed) always fails, a missing
-cell of a table's grid fails unless --allow-missing (then it shows as "—" and is listed).
-Where runs differ in axes that are not a table's rows or columns (model, init, lr, ...),
-the table gets one block per combination instead of averaging across them.
+the CSV; a missing cell of a table's grid fails unless --allow-missing (then it shows as
+"—" and is listed). Where runs differ in axes that are not a table's rows or columns
+(model, init, lr, ..., and any dotted config key in the summary such as
+`sampling.stop_at_eos` or `dropout.random_replacement`), the table gets one block per
+combination instead of averaging across them.
+
+Duplicates (two runs with the same axes and seed, e.g. one sweep run twice):
+`--duplicates fail` (the default here) fails naming the cell; `--duplicates latest` (the
+default of `make tables/figures/claims`) keeps the run that ended last (status.json
+`ended`, collected as the CSV's `ended` column; without it, the later row of the CSV) and
+says on stderr how many it left out.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ TEXT_METRICS = {
 TARGET = ["model", "init", "epochs", "lr"]
 CONTEXT = ["behavior", "reward_model", *TARGET]
 IDENTITY = ["dataset", *CONTEXT, "attribute", "dropout", "gamma", "delta", "seed"]
+# Summary keys that describe the target's setting without a dot in their name.
+EXTRA_CONFIG = ["model_hub", "trainable"]
+DUPLICATE_RULES = ("fail", "latest")
 TABLE2_GAMMA = 0.8
 OUTPUTS = ("table1", "table2", "table34")
 
@@ -79,19 +90,47 @@ def _describe(rec: dict[str, Any], keys: Iterable[str]) -> str:
     return " ".join(f"{k}={fmt_value(rec[k])}" for k in keys if rec.get(k) is not None)
 
 
-def load(csv: Path) -> list[dict[str, Any]]:
-    """The CSV's runs as dicts (NaN -> None), with γ/δ cleared where the dropout ignores them."""
+def config_axes(recs: list[dict[str, Any]]) -> list[str]:
+    """Setting keys beyond IDENTITY that some run records: dotted config keys such as
+    `sampling.stop_at_eos` (metrics are named with "/"), `model_hub` and `trainable`."""
+    keys = {k for rec in recs for k, v in rec.items() if v is not None}
+    return sorted(k for k in keys if ("." in k or k in EXTRA_CONFIG) and k not in IDENTITY)
+
+
+def identity_axes(recs: list[dict[str, Any]]) -> list[str]:
+    """What makes two runs the same cell and seed: IDENTITY plus the runs' config axes."""
+    return [*IDENTITY, *config_axes(recs)]
+
+
+def load(
+    csv: Path, duplicates: str = "fail", warn: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The CSV's runs as dicts (NaN -> None), with γ/δ cleared where the dropout ignores them.
+
+    `duplicates`: "fail" raises on two runs of one cell and seed; "latest" keeps the one
+    that ended last and appends a line about the others to `warn`.
+    """
     try:
         df = pd.read_csv(csv)
     except FileNotFoundError as err:
         raise TableError(f"no such CSV: {csv}") from err
     except pd.errors.EmptyDataError as err:
         raise TableError(f"{csv} is empty") from err
+    return records(df, str(csv), duplicates, warn)
+
+
+def records(
+    df: pd.DataFrame, source: str, duplicates: str = "fail", warn: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """`load` for a frame already in memory (collect's output); `source` names it in errors."""
+    if duplicates not in DUPLICATE_RULES:
+        raise TableError(f"duplicates={duplicates}: expected one of {', '.join(DUPLICATE_RULES)}")
     missing = [c for c in ("attribute", "dropout", "seed") if c not in df]
     if missing:
-        raise TableError(f"{csv} lacks column(s) {', '.join(missing)}")
+        raise TableError(f"{source} lacks column(s) {', '.join(missing)}")
     if df.empty:
-        raise TableError(f"{csv} has no runs")
+        raise TableError(f"{source} has no runs")
+    df = df.copy()
     for col in [*IDENTITY, "run_dir"]:
         if col not in df:
             df[col] = None
@@ -103,22 +142,68 @@ def load(csv: Path) -> list[dict[str, Any]]:
             rec["gamma"] = None
         if rec["dropout"] != "threshold":
             rec["delta"] = None
+    if duplicates == "latest":
+        recs, dropped = keep_latest(recs)
+        if dropped and warn is not None:
+            kept, old = dropped[0]
+            more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
+            warn.append(
+                f"--duplicates latest: left out {len(dropped)} older duplicate run(s), e.g. "
+                f"{old.get('run_dir')} (kept {kept.get('run_dir')}){more}"
+            )
     check_duplicates(recs)
     return recs
 
 
+def _end_time(rec: dict[str, Any]) -> float:
+    """status.json's `ended` as a POSIX time; -inf when unknown (older than any known)."""
+    ended = rec.get("ended")
+    if ended is None:
+        return -math.inf
+    try:
+        return pd.Timestamp(ended).timestamp()
+    except (ValueError, TypeError):
+        return -math.inf
+
+
+def keep_latest(
+    recs: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """(one run per cell and seed, [(kept, left out), ...]): the run that ended last wins.
+
+    Ties (or no `ended`) go to the later record, i.e. the later row of the CSV.
+    """
+    axes = identity_axes(recs)
+    best: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
+    dropped = []
+    for i, rec in enumerate(recs):
+        key = tuple(rec.get(k) for k in axes)
+        rank = (_end_time(rec), i)
+        if key in best:
+            old_rank, old = best[key]
+            winner, loser = (rec, old) if rank > old_rank else (old, rec)
+            dropped.append((winner, loser))
+            rank = max(rank, old_rank)
+            rec = winner
+        best[key] = (rank, rec)
+    kept = [rec for _, rec in sorted(best.values(), key=lambda item: item[0][1])]
+    return kept, dropped
+
+
 def check_duplicates(recs: list[dict[str, Any]]) -> None:
     """Fail on two runs with identical axes (seed included), naming the first such cell."""
+    axes = identity_axes(recs)
     seen: dict[tuple, list[str]] = defaultdict(list)
     for rec in recs:
-        seen[tuple(rec[k] for k in IDENTITY)].append(str(rec.get("run_dir")))
+        seen[tuple(rec.get(k) for k in axes)].append(str(rec.get("run_dir")))
     dups = [(key, dirs) for key, dirs in seen.items() if len(dirs) > 1]
     if dups:
         key, dirs = dups[0]
         more = f"; and {len(dups) - 1} more duplicated cell(s)" if len(dups) > 1 else ""
         raise TableError(
-            f"duplicated cell: {_describe(dict(zip(IDENTITY, key, strict=True)), IDENTITY)} "
-            f"has {len(dirs)} runs ({', '.join(dirs)}){more}"
+            f"duplicated cell: {_describe(dict(zip(axes, key, strict=True)), axes)} "
+            f"has {len(dirs)} runs ({', '.join(dirs)}){more}; --duplicates latest keeps "
+            "the run that ended last"
         )
 
 
@@ -166,7 +251,7 @@ def _attributes(recs: list[dict[str, Any]], full_grid: bool) -> list[str]:
     return known + sorted(present - set(ATTRIBUTES))
 
 
-def _blocks(recs: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, Any]]]:
+def split_blocks(recs: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, Any]]]:
     """Split runs by the context `axes`; datasets share a block unless they share attributes.
 
     The paper's Tables 1/2 put Yelp's sentiment and AG News' topic attributes side by
@@ -174,7 +259,7 @@ def _blocks(recs: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, 
     """
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for rec in recs:
-        groups[tuple(rec[a] for a in axes)].append(rec)
+        groups[tuple(rec.get(a) for a in axes)].append(rec)
     blocks = []
 
     def order(key: tuple) -> tuple:  # random init before pretrained, as in the paper
@@ -198,13 +283,23 @@ def _blocks(recs: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, 
     return blocks
 
 
-def _context(recs: list[dict[str, Any]], axes: list[str]) -> str:
+def context_label(
+    recs: list[dict[str, Any]], axes: list[str], every: list[dict[str, Any]] | None = None
+) -> str:
+    """The block's shared settings, e.g. "dataset=yelp, model=tiny, init=random".
+
+    A config axis (`sampling.top_k`, ...) is named only where it varies across `every`,
+    the whole CSV, so that a single-regime table keeps a short caption.
+    """
     parts = []
     datasets = sorted({str(r["dataset"]) for r in recs if r["dataset"] is not None})
     if datasets:
         parts.append(f"dataset={'+'.join(datasets)}")
+    extra = set(config_axes(recs))
     for axis in axes:
-        values = {r[axis] for r in recs} - {None}
+        if axis in extra and len({r.get(axis) for r in every or recs}) < 2:
+            continue
+        values = {r.get(axis) for r in recs} - {None}
         if len(values) == 1:
             parts.append(f"{axis}={fmt_value(values.pop())}")
     return ", ".join(parts)
@@ -236,7 +331,8 @@ def _fill(
             cell = (row, col)
             if rec["seed"] in values[cell]:
                 other = runs[cell][rec["seed"]]
-                differ = [k for k in [*IDENTITY, "sweep"] if rec.get(k) != other.get(k)]
+                axes = [*identity_axes([rec, other]), "sweep"]
+                differ = [k for k in axes if rec.get(k) != other.get(k)]
                 raise TableError(
                     f"duplicated cell: {name_cell(row, col)} seed={fmt_value(rec['seed'])} "
                     f"has two runs ({other['run_dir']}, {rec['run_dir']}) differing only in "
@@ -258,10 +354,11 @@ def _fill(
 
 def table1(recs: list[dict[str, Any]], full_grid: bool = False) -> list[Grid]:
     grids = []
-    for block in _blocks(recs, CONTEXT):
+    axes = [*CONTEXT, *config_axes(recs)]
+    for block in split_blocks(recs, axes):
         rows = sorted({_setting_key(r) for r in block}, key=_setting_order)
         cols = _attributes(block, full_grid)
-        context = _context(block, CONTEXT)
+        context = context_label(block, axes, recs)
 
         def name(row: tuple, col: str) -> str:
             dropout, gamma = _setting_label(row)
@@ -327,8 +424,8 @@ def table2(recs: list[dict[str, Any]], full_grid: bool = False) -> tuple[list[Gr
             f"(found: {', '.join(models) or 'none'})",
         )
     grids = []
-    context_axes = ["behavior", "reward_model"]
-    for block in _blocks(chosen, context_axes):
+    context_axes = ["behavior", "reward_model", *config_axes(recs)]
+    for block in split_blocks(chosen, context_axes):
         targets = sorted(
             {tuple(r[a] for a in TARGET) for r in block}, key=lambda t: tuple(str(v) for v in t)
         )
@@ -336,7 +433,7 @@ def table2(recs: list[dict[str, Any]], full_grid: bool = False) -> tuple[list[Gr
         rows = [(t, s) for t in targets for s in ("none", "quantile")]
         cols = _attributes(block, full_grid)
         # Target axes shared by every row (e.g. one lr for all models) go to the caption.
-        context = _context(block, context_axes + TARGET[1:])
+        context = context_label(block, context_axes + TARGET[1:], recs)
 
         def row_of(rec: dict) -> tuple:
             return (tuple(rec[a] for a in TARGET), rec["dropout"])
@@ -373,8 +470,9 @@ def table34(recs: list[dict[str, Any]], full_grid: bool = False) -> tuple[list[G
     if not metrics:
         return [], f"no text metrics ({', '.join(TEXT_METRICS)}) in the CSV"
     grids, skipped = [], []
-    for block in _blocks(recs, CONTEXT):
-        context = _context(block, CONTEXT)
+    axes = [*CONTEXT, *config_axes(recs)]
+    for block in split_blocks(recs, axes):
+        context = context_label(block, axes, recs)
         gammas = [
             r["gamma"] for r in block if r["dropout"] == "quantile" and r["gamma"] is not None
         ]
@@ -588,9 +686,19 @@ def main(argv: Iterable[str] | None = None) -> int:
         action="store_true",
         help="demand all six attributes, not only those in the CSV",
     )
+    parser.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_RULES,
+        default="fail",
+        help="two runs of one cell and seed: fail naming them, or keep the one that ended last",
+    )
     args = parser.parse_args(None if argv is None else list(argv))
+    notes: list[str] = []
     try:
-        built, skipped = build(load(args.csv), args.full_grid)
+        recs = load(args.csv, args.duplicates, notes)
+        for line in notes:
+            print(f"tables: {line}", file=sys.stderr)
+        built, skipped = build(recs, args.full_grid)
         missing = [m for grids in built.values() for g in grids for m in g.missing]
         if missing and not args.allow_missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
