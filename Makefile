@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel that lies on the build machines' disk; on a GPU box: make install TORCH=torch
 TORCH ?= torch==2.13.0
-RUNS ?= runs
+# Runs the analysis reads; empty: the latest sweep under runs/ (python -m analysis.latest).
+RUNS ?=
+# Two runs of one cell and seed (a sweep run twice): keep the one that ended last, or fail.
+DUPLICATES ?= latest
 SOURCE ?= local
 PROJECT ?=
 STAMP := $(VENV)/.rdx-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run smoke test test-fast lint tables figures bench bench-quick clean
+.PHONY: help install run smoke test test-fast lint tables figures claims bench bench-quick clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -41,16 +44,27 @@ test-fast: install ## Tests without the slow end-to-end runs
 lint: install ## ruff check
 	$(BIN)/ruff check .
 
-tables: install ## Rebuild tables/ from run dirs (RUNS=dir) or W&B (SOURCE=wandb PROJECT=entity/project)
+# In a recipe: RUNS, else the latest sweep (named on stderr); fails the recipe if neither.
+RUNS_DIR = $(if $(RUNS),$(RUNS),$$($(BIN)/python -m analysis.latest runs))
+
+tables: install ## Rebuild tables/ from the latest sweep, run dirs (RUNS=dir) or W&B (SOURCE=wandb PROJECT=entity/project)
 ifeq ($(SOURCE),wandb)
 	$(BIN)/python -m analysis.collect --source wandb --project $(PROJECT) --out results/runs.csv
 else
-	$(BIN)/python -m analysis.collect --runs $(RUNS) --out results/runs.csv
+	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.collect --runs "$$runs" --out results/runs.csv
 endif
-	$(BIN)/python -m analysis.tables --csv results/runs.csv --out tables/
+	$(BIN)/python -m analysis.tables --csv results/runs.csv --out tables/ --duplicates $(DUPLICATES)
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
-	$(BIN)/python -m analysis.figures --csv results/runs.csv --runs $(RUNS) --out figures/
+	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)
+
+claims: install ## The paper's claims: effect, 95% CI, holds or not (same RUNS rule); tables/claims.md
+ifeq ($(SOURCE),wandb)
+	$(BIN)/python -m analysis.collect --source wandb --project $(PROJECT) --out results/runs.csv
+	$(BIN)/python -m analysis.claims --csv results/runs.csv --duplicates $(DUPLICATES) --out tables/claims.md
+else
+	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.claims --runs "$$runs" --duplicates $(DUPLICATES) --out tables/claims.md
+endif
 
 bench: install ## All benchmarks against their baselines: prints a table, writes benchmarks/results.json
 	$(BIN)/python -m benchmarks

@@ -31,7 +31,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.tables import TableError, fmt_value, load  # noqa: E402
+from analysis.tables import DUPLICATE_RULES, TableError, config_axes, fmt_value, load  # noqa: E402
 
 INIT_ORDER = ["random", "behavior", "pretrained"]
 FIG3_CONFIG = ("model", "behavior", "reward_model", "epochs", "lr")
@@ -123,11 +123,15 @@ def _run_path(run_dir: str, root: Path | None) -> Path:
 def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> list[Path]:
     # One figure per (dataset, attribute, target config); init is the panel axis. Runs that
     # differ in model, lr, ... get separate figures rather than being averaged as seeds.
+    # Dotted config keys (sampling.stop_at_eos, ...) split figures too, never seeds.
+    config_keys = [*FIG3_CONFIG, *config_axes(recs)]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rec in recs:
-        groups[(rec["dataset"], rec["attribute"], tuple(rec[a] for a in FIG3_CONFIG))].append(rec)
+        groups[(rec["dataset"], rec["attribute"], tuple(rec.get(a) for a in config_keys))].append(
+            rec
+        )
     configs = sorted({k[2] for k in groups}, key=str)
-    varying = [i for i, _ in enumerate(FIG3_CONFIG) if len({c[i] for c in configs}) > 1]
+    varying = [i for i, _ in enumerate(config_keys) if len({c[i] for c in configs}) > 1]
     written, no_metrics = [], []
     for (dataset, attribute, config), runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         curves = {}
@@ -140,7 +144,7 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
         runs = [r for r in runs if curves.get(r["run_dir"])]
         if not runs:
             continue
-        suffix = [f"{FIG3_CONFIG[i]}={fmt_value(config[i])}" for i in varying]
+        suffix = [f"{config_keys[i]}={fmt_value(config[i])}" for i in varying]
         inits = sorted({str(r["init"]) for r in runs}, key=_init_rank)
         fig, axes = plt.subplots(
             2,
@@ -213,6 +217,7 @@ def _plot_mean(ax: Any, runs: list[dict[int, dict]], key: str, label: str, style
 
 def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
     written = []
+    panels = (*PARETO_PANELS, *config_axes(recs))  # a sampling regime is a panel, not a seed
     for dataset in sorted({str(r["dataset"]) for r in recs}):
         # (target config, attribute, setting) -> runs; the point is their mean over seeds.
         points: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -221,7 +226,7 @@ def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
                 continue
             if rec.get("eval/reward") is None:
                 continue
-            target = tuple(rec[a] for a in PARETO_PANELS)
+            target = tuple(rec.get(a) for a in panels)
             setting = (rec["dropout"], rec["gamma"], rec["delta"])
             points[target][(rec["attribute"], *setting)].append(rec)
         if not points:
@@ -237,7 +242,7 @@ def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
         )
         for ax, target in zip(axes[0], targets, strict=True):
             _pareto_panel(ax, points[target], legend=ax is axes[0][0])
-            ax.set_title(_target_title(target, targets), fontsize=9)
+            ax.set_title(_target_title(target, targets, panels), fontsize=9)
         axes[0][0].set_ylabel("eval/reward  R(τ̂), final epoch")
         fig.suptitle(
             f"{dataset}: final reward vs likelihood (mean over seeds)\n"
@@ -248,11 +253,13 @@ def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
     return written
 
 
-def _target_title(target: tuple, targets: list[tuple]) -> str:
+def _target_title(
+    target: tuple, targets: list[tuple], panels: tuple[str, ...] = PARETO_PANELS
+) -> str:
     """The target-config axes that differ between panels, e.g. "init=behavior"."""
     return ", ".join(
         f"{a}={fmt_value(v)}"
-        for i, (a, v) in enumerate(zip(PARETO_PANELS, target, strict=True))
+        for i, (a, v) in enumerate(zip(panels, target, strict=True))
         if len({t[i] for t in targets}) > 1
     )
 
@@ -378,10 +385,16 @@ def main(argv: Iterable[str] | None = None) -> int:
         type=Path,
         help="run dir for fig6 (default: first quantile run with a trace.jsonl)",
     )
+    parser.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_RULES,
+        default="fail",
+        help="two runs of one cell and seed: fail naming them, or keep the one that ended last",
+    )
     args = parser.parse_args(None if argv is None else list(argv))
     warn: list[str] = []
     try:
-        recs = load(args.csv)
+        recs = load(args.csv, args.duplicates, warn)
         args.out.mkdir(parents=True, exist_ok=True)
         written = fig3(recs, args.runs, args.out, warn) + pareto(recs, args.out)
         heat = _heatmap_run(recs, args.runs, args.heatmap_run)
