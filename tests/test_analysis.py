@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -398,3 +400,129 @@ def test_latex_escapes_labels(tmp_path):
     assert tables.main(["--csv", str(write_csv(tmp_path, body)), "--out", str(out)]) == 0
     tex = (out / "table1.tex").read_text()
     assert r"dataset=my\_data" in tex and "my_data" not in tex
+
+
+# ---------------------------------------------------------------- which runs: duplicates, latest
+
+
+def set_record(run: Path, ended: str | None = None, started: str | None = None, **summary):
+    """Rewrite a make_run dir's status times and summary values."""
+    status = json.loads((run / "status.json").read_text())
+    status.update(started=started or ended, ended=ended)
+    (run / "status.json").write_text(json.dumps(status))
+    data = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**data, **summary}))
+
+
+def test_duplicates_latest_keeps_the_run_that_ended_last(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    # The same cell and seed in two sweeps; the one that ended later sorts first by path,
+    # so only its end time can make it win.
+    for sweep, ended, value in (("a", "2026-11-30T09:00:00+00:00", 1.3),
+                                ("b", "2026-11-29T09:00:00+00:00", 0.7)):  # fmt: skip
+        for dropout, gamma in (("none", None), ("quantile", 0.8)):
+            run = make_run(runs, f"{sweep}/{dropout}", dropout=dropout, gamma=gamma, sweep=sweep)
+            set_record(run, ended, acc_plus_reward=value)
+    csv, out = tmp_path / "runs.csv", tmp_path / "tables"
+    assert collect.main(["--runs", str(runs), "--out", str(csv)]) == 0
+    assert pd.read_csv(csv)["ended"].tolist()[0] == "2026-11-30T09:00:00+00:00"
+    capsys.readouterr()
+
+    assert tables.main(["--csv", str(csv), "--out", str(out), "--duplicates", "fail"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tables: error: duplicated cell: dataset=")
+    assert "has 2 runs (a/none, b/none)" in err and "--duplicates latest keeps" in err
+
+    assert tables.main(["--csv", str(csv), "--out", str(out), "--duplicates", "latest"]) == 0
+    rows = md_rows((out / "table1.md").read_text())
+    assert rows[("N/A", "–")] == ["**1.300**"] and rows[("quantile", "0.8")] == ["**1.300**"]
+    assert (
+        "tables: --duplicates latest: left out 2 older duplicate run(s), e.g. b/none "
+        "(kept a/none) (and 1 more)\n"
+    ) in capsys.readouterr().err
+    # Without end times (e.g. an older CSV), the later row of the CSV wins.
+    recs, dropped = tables.keep_latest(
+        [{"attribute": "x", "seed": 0, "run_dir": d, "ended": None} for d in ("p", "q")]
+    )
+    assert [r["run_dir"] for r in recs] == ["q"] and dropped[0][1]["run_dir"] == "p"
+
+
+def test_config_axes_split_blocks_instead_of_duplicating(tmp_path):
+    # Two sampling regimes of one grid: two Table 1 blocks, each named by its regime.
+    body = "".join(
+        line.rstrip("\n") + f",{eos}\n"
+        for eos in ("True", "False")
+        for line in ROWS.splitlines(keepends=True)
+    )
+    path = tmp_path / "runs.csv"
+    path.write_text(HEADER.rstrip("\n") + ",sampling.stop_at_eos\n" + body)
+    recs = tables.load(path)
+    assert tables.config_axes(recs) == ["sampling.stop_at_eos"]
+    grids = tables.table1(recs)
+    assert [g.context.split(", ")[-1] for g in grids] == [
+        "sampling.stop_at_eos=False",
+        "sampling.stop_at_eos=True",
+    ]
+    assert grids[0].cells == grids[1].cells
+
+
+def test_latest_sweep_is_the_one_that_ran_last(tmp_path, capsys):
+    from analysis import latest
+
+    runs = tmp_path / "runs"
+    assert latest.main([str(runs)]) == 2
+    assert capsys.readouterr().err == f"analysis: error: runs root {runs} is not a directory\n"
+    make_run(runs, "2026-11-30/12-00-00")  # a single run is not a sweep
+    assert latest.main([str(runs)]) == 0
+    got = capsys.readouterr()
+    assert got.out == f"{runs}\n" and "no sweep under" in got.err
+    # By time, not by name: sweep "b" ended first; "a" is still running but started later.
+    for name, started, ended in (
+        ("b", "2026-11-30T08:00:00+00:00", "2026-11-30T09:00:00+00:00"),
+        ("a", "2026-11-30T10:00:00+00:00", None),
+    ):
+        sweep = runs / "multirun" / name
+        set_record(make_run(sweep, "0"), ended, started)
+        (sweep / "multirun.yaml").write_text("{}\n")
+    assert latest.latest_sweep(runs) == (runs / "multirun" / "a", 2)
+    assert latest.main([str(runs)]) == 0
+    got = capsys.readouterr()
+    assert got.out == f"{runs / 'multirun' / 'a'}\n"
+    assert got.err == (
+        f"analysis: reading the latest sweep {runs / 'multirun' / 'a'}; 1 older sweep(s) left "
+        "out (RUNS=<dir> reads another)\n"
+    )
+
+
+def test_make_tables_without_runs_reads_the_latest_sweep(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs"
+    for sweep, day, value in (("2026-11-29/10-00-00", "2026-11-29", 0.5),
+                              ("2026-11-30/09-00-00", "2026-11-30", 1.5)):  # fmt: skip
+        sweep_dir = runs / "multirun" / sweep
+        for job, dropout, gamma in ((0, "none", None), (1, "quantile", 0.8)):
+            run = make_run(sweep_dir, str(job), dropout=dropout, gamma=gamma)
+            set_record(run, f"{day}T10:0{job}:00+00:00", acc_plus_reward=value)
+        (sweep_dir / "sweep.json").write_text("{}\n")
+    make_run(runs, "2026-11-30/12-00-00", acc_plus_reward=9.0)  # not a sweep: never read
+    venv = repo / ".venv"
+    make = ["make", "-s", "-f", str(repo / "Makefile"), f"VENV={venv}"]
+    no_install = ["-o", str(venv / ".rdx-installed")]  # the venv counts as installed
+    proc = subprocess.run(
+        [*make, *no_install, "tables", "claims"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    chosen = "runs/multirun/2026-11-30/09-00-00"
+    assert f"analysis: reading the latest sweep {chosen}; 1 older sweep(s) left out" in proc.stderr
+    df = pd.read_csv(tmp_path / "results" / "runs.csv")
+    assert df["run_dir"].astype(str).tolist() == ["0", "1"]
+    assert df["acc_plus_reward"].tolist() == [1.5, 1.5]
+    rows = md_rows((tmp_path / "tables" / "table1.md").read_text())
+    assert rows[("N/A", "–")] == ["**1.500**"]
+    claims_md = (tmp_path / "tables" / "claims.md").read_text()
+    assert "| quantile γ=0.8 beats N/A" in claims_md and "| no runs" in claims_md
