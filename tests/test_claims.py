@@ -47,6 +47,7 @@ def summary(attribute, seed, dropout, gamma, value, **axes):
         "acc_plus_reward": value,
         "eval/acc": 0.1,
         "eval/reward": value,
+        "eval/likelihood": 1 + value,
         "eval/bleu": value / 10,
         "eval/meteor": value / 10,
         "eval/rougeL": 1 - value,
@@ -144,6 +145,10 @@ def test_final_claims_verdicts(tmp_path, shift, expect, random_expect):
         assert gamma.verdict == ("inconclusive" if shift == 0 else expect)
         qr = rows[("quantile γ=0.8 beats random γ=0.8", metric)]
         assert qr.effect == pytest.approx(2 * shift)
+    # Acc+Reward's gain split into the two objectives: acc and reward are value / 2 each.
+    for key, effect in (("acc", shift / 2), ("reward", shift / 2), ("eval/likelihood", shift)):
+        row = rows[("quantile γ=0.8 raises both, vs N/A", key)]
+        assert row.effect == pytest.approx(effect) and row.verdict == expect
     bleu = rows[("Tables 3/4: BLEU up, quantile γ=0.8 − N/A", "eval/bleu")]
     rouge = rows[("Tables 3/4: ROUGE-L down, quantile γ=0.8 − N/A", "eval/rougeL")]
     assert bleu.effect == pytest.approx(shift / 10) and bleu.verdict == expect
@@ -303,3 +308,17 @@ def test_runs_differing_in_a_config_axis_are_separate_blocks(tmp_path):
     }
     key = ("quantile γ=0.8 beats N/A", "acc_plus_reward")
     assert verdicts["True"][key] == "inconclusive" and verdicts["False"][key] == "holds"
+
+
+def test_two_runs_of_one_unit_are_refused_not_pooled(tmp_path, capsys):
+    rec = summary("positive", 0, "none", None, 0.6, run_dir="a")
+    with pytest.raises(tables.TableError, match=r"two runs of one arm and unit .* a, b"):
+        claims.values([rec, {**rec, "run_dir": "b"}], lambda r: r["acc_plus_reward"])
+    # The same run twice under the CLI: the duplicates rule decides, in one line.
+    for name, ended in (("old", "2026-11-29T10:00:00+00:00"), ("new", "2026-11-30T10:00:00+00:00")):
+        write_run(tmp_path, name, summary("positive", 0, "none", None, 0.6), ended=ended)
+    assert claims.main(["--runs", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("claims: error: duplicated cell: ")
+    assert claims.main(["--runs", str(tmp_path), "--duplicates", "latest"]) == 0
+    assert "left out 1 older duplicate run(s), e.g. old (kept new)" in capsys.readouterr().err
