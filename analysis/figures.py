@@ -1,6 +1,7 @@
 """Stage 3 of the analysis: figures as PNG and PDF (matplotlib, Agg).
 
     python -m analysis.figures --csv results/runs.csv --runs runs --out figures/ [--heatmap-run DIR]
+        [--duplicates fail|latest]      # as in analysis.tables; make figures passes latest
 
 fig3_<dataset>_<attribute>[_<axis>=<value>...]: eval/likelihood and eval/reward by epoch
     (metrics.jsonl), one column per target init, one line per dropout setting (mean over
