@@ -62,16 +62,19 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
             tags=[sha] if sha else [],
         )
         try:
-            from rdx.pipeline.artifacts import prepare
+            if cfg.algo.name == "offpolicy":
+                from rdx.pipeline.artifacts import prepare
+                from rdx.pipeline.trainer import train
+            else:  # ppo, dpo (harmlessness): the same prepare/train pair (rdx.pipeline.algos)
+                from rdx.pipeline.algos import algo_for
 
+                prepare, train = algo_for(cfg.algo.name)
             prep = prepare(cfg)
             if cfg.stage == "prepare":
                 log.info("artifacts ready: %s", prep.paths)
                 records.set_status("completed")
                 logger.finish()
                 return None
-            from rdx.pipeline.trainer import train
-
             summary = train(cfg, prep, records, logger)
             write_json(summary_path, summary)
             logger.summary(summary)

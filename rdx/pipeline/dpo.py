@@ -1,0 +1,156 @@
+"""DPO through TRL's DPOTrainer: the comparison arm of the harmlessness experiment (§7.5).
+
+    python -m rdx.train experiment=harmless algo=dpo
+
+rdx owns the run (records, checkpoint per epoch, resume, W&B); TRL does one epoch of DPO
+per rdx epoch: a fresh DPOTrainer over the training pairs with rdx's own Adam (so its state
+is in rdx's checkpoint), a constant learning rate, and a data order seeded by (seed, epoch),
+so that a run resumed at an epoch replays what an uninterrupted one does. TRL's own
+checkpoints, reports and progress bars are off. Its per-step logs (loss, reward margins and
+accuracies) go to metrics.jsonl and W&B under flat train/* names. Reward dropout does not
+apply (paper footnote 11; the config rejects it). The loss TRL minimises is
+rdx.method.dpo.dpo_loss's (tests/test_harmless.py checks one step against it).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from typing import Any
+
+import torch
+
+from rdx.config import Config
+from rdx.logger import WandbLogger
+from rdx.pipeline.harmless import HarmlessPrepared, evaluate, summary
+from rdx.records import RunRecords
+
+log = logging.getLogger("rdx")
+
+# TRL's per-step log keys -> rdx's flat metric names
+_KEYS = {
+    "loss": "train/loss",
+    "rewards/chosen": "train/chosen_reward",
+    "rewards/rejected": "train/rejected_reward",
+    "rewards/margins": "train/reward_margin",
+    "rewards/accuracies": "train/pref_accuracy",
+    "logps/chosen": "train/chosen_logp",
+    "logps/rejected": "train/rejected_logp",
+}
+
+
+def dpo_trainer(cfg: Config, prep: HarmlessPrepared, policy, optimizer, run_dir, epoch: int):
+    """TRL's DPOTrainer for one epoch of rdx's run over the training pairs."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    t = cfg.trainer
+    pairs = prep.data.train
+    data = Dataset.from_dict(
+        {
+            "prompt": [p.prompt for p in pairs],
+            "chosen": [p.chosen for p in pairs],
+            "rejected": [p.rejected for p in pairs],
+        }
+    )
+    seed = cfg.seed * 1_000_003 + epoch * 101  # the epoch's data order (rdx.pipeline.harmless)
+    args = DPOConfig(
+        output_dir=str(run_dir / "trl"),
+        per_device_train_batch_size=t.batch_size,
+        num_train_epochs=1,
+        learning_rate=t.lr,
+        lr_scheduler_type="constant",
+        beta=cfg.algo.beta,
+        max_length=prep.max_prompt_tokens + prep.new_tokens,
+        seed=seed % 2**32,
+        data_seed=seed % 2**32,
+        logging_steps=t.log_every,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=next(policy.parameters()).device.type == "cpu",
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        dataloader_num_workers=0,
+    )
+    tokenizer = prep.codec.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = DPOTrainer(
+            model=policy,
+            ref_model=prep.reference,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+            optimizers=(optimizer, None),
+        )
+    trainer.remove_callback(PrinterCallback)  # rdx logs TRL's records itself
+    return trainer
+
+
+def train(
+    cfg: Config, prep: HarmlessPrepared, records: RunRecords, logger: WandbLogger
+) -> dict[str, Any]:
+    """Run (or resume) DPO; returns the summary written to summary.json."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    t = cfg.trainer
+    policy = copy.deepcopy(prep.reference).requires_grad_(True)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=t.lr)
+    start_epoch, step, history = 0, 0, []
+    checkpoint = records.load_checkpoint()
+    if checkpoint is not None:
+        policy.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+        log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
+    records.trim_metrics(start_epoch)
+
+    for epoch in range(start_epoch, t.epochs):
+        trainer = dpo_trainer(cfg, prep, policy, optimizer, records.dir, epoch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.train()
+        for entry in trainer.state.log_history:
+            if "loss" not in entry:
+                continue  # the end-of-training record
+            rec = {_KEYS[k]: float(v) for k, v in entry.items() if k in _KEYS}
+            s = step + int(entry["step"])
+            records.append_metrics({"kind": "step", "step": s, "epoch": epoch, **rec})
+            logger.log(rec, step=s)
+        step += trainer.state.global_step
+        policy.eval()  # TRL leaves the model in train mode; dropout is off in any case
+
+        metrics, samples = evaluate(policy, prep, cfg.algo.eval_prompts)
+        history.append(metrics)
+        records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
+        logger.log({"epoch": epoch + 1, **metrics}, step=step)
+        records.write_jsonl("samples.jsonl", samples)
+        log.info(
+            "epoch %d/%d  eval/reward %.3f  eval/likelihood %.3f  eval/meteor %.3f",
+            epoch + 1,
+            t.epochs,
+            metrics["eval/reward"],
+            metrics["eval/likelihood"],
+            metrics["eval/meteor"],
+        )
+        records.save_checkpoint(
+            {
+                "model": policy.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "step": step,
+                "history": history,
+                "torch_rng": torch.get_rng_state(),
+                "wandb_id": getattr(logger.run, "id", None),
+            }
+        )
+    return summary(cfg, prep, history)
