@@ -28,11 +28,13 @@ stands for an arm, and "higher γ helps" compares the largest with the smallest 
 Each is tested on the paper's train-batch metrics (`acc_plus_reward`; per epoch `train/acc`,
 `train/reward`) and on the held-out ones (`eval/acc` + `eval/reward`; per epoch
 `eval/likelihood`, `eval/reward`). Per-epoch values come from each run's metrics.jsonl
-(epoch records; epoch 0 is the end of the first epoch), so those claims need --runs.
+epoch records, so those claims need --runs; the first record is taken after one epoch of
+training (the untrained state is not logged).
 
-Runs that differ in any axis besides attribute, seed and the compared arms (model, lr,
-epochs, behavior, reward model, a dotted config key such as `sampling.stop_at_eos`) are
-never pooled: each combination gets its own block of rows, headed by what it holds.
+Runs that differ in any axis besides attribute, seed, init and the compared arms (model,
+lr, epochs, behavior, reward model, a dotted config key such as `sampling.stop_at_eos`) are
+never pooled: each combination gets its own block of rows, headed by what it holds. Two
+datasets share a block, as in Table 1, unless they share an attribute.
 """
 
 from __future__ import annotations
