@@ -40,9 +40,19 @@ def drop_inherited_service() -> None:
 
 
 def resolve_mode(cfg: LoggerConfig) -> str:
+    """W&B's mode: logger.kind=none disables it; logger.mode=auto follows W&B's own
+    environment variables (WANDB_MODE=disabled|offline|online, WANDB_DISABLED=true), then
+    logs online when an API key is set, offline otherwise; any other logger.mode wins."""
     if cfg.kind == "none":
         return "disabled"
     if cfg.mode == "auto":
+        env = os.environ.get("WANDB_MODE", "").strip().lower()
+        if env in ("disabled", "offline", "online"):
+            return env
+        if env == "dryrun":  # wandb's old name for offline
+            return "offline"
+        if os.environ.get("WANDB_DISABLED", "").strip().lower() in ("true", "1", "yes"):
+            return "disabled"
         return "online" if _has_api_key() else "offline"
     return cfg.mode
 

@@ -1,29 +1,77 @@
-"""A run's directory: the files that say what it did (DESIGN §6).
+"""A run's directory: the files that say what it did (DESIGN §6, docs/reliability.md).
 
 config.yaml status.json metrics.jsonl summary.json samples.jsonl trace.jsonl checkpoint.pt
 Every whole-file write goes through a temp file and a rename, so an interrupted job never
-leaves a truncated record; metrics.jsonl is append-only and trimmed back on resume.
+leaves a truncated record, and a failed write removes its temp file; metrics.jsonl is
+append-only, trimmed back on resume, and read past a torn last line. One process at a time
+holds a run dir (`lock`). A checkpoint is plain data (torch.load with weights_only=True) and
+carries the hash of the settings that made it, so a run dir is never resumed, or reported
+as done, under other settings by accident.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import hashlib
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("rdx")
+
+# Keys of the validated config that do not change a run's numbers: a run dir resumes, and a
+# completed one answers, across changes of these. Everything else is part of the hash.
+# logger.*: where the numbers are sent; trainer.threads: CPU threads (same arithmetic);
+# trainer.log_every: how often step records are written; stage: prepare is a prefix of
+# train; cache_dir: artifacts are content-addressed; sweep: a label; resume: this policy.
+UNHASHED = (
+    "logger",
+    "trainer.threads",
+    "trainer.log_every",
+    "stage",
+    "cache_dir",
+    "sweep",
+    "resume",
+)
+RESUME_POLICIES = ("never", "auto", "force")
+STATUS_RESERVE_BYTES = 16384  # freed to write the final status.json on a full disk
+
+
+class RunDirError(Exception):
+    """A run dir that cannot be used as asked (held by another process, or holding another
+    run); the message is one line, shown without a traceback."""
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Replace `path` with `text` in one rename; on failure (a full disk) no temp file stays."""
+    tmp = _tmp_name(path)
+    try:
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -33,6 +81,28 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     """The JSON value in `path`, or None when there is no such file (ValueError if damaged)."""
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file; lines that are not a JSON object (a torn last line of a
+    killed run, garbage) are skipped with a warning rather than failing every later reader."""
+    if not path.exists():
+        return []
+    records, bad = [], 0
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        log.warning("%s: skipped %d unreadable line(s) (torn or damaged)", path, bad)
+    return records
 
 
 def natural_key(name: str | Path) -> list[int | str]:
@@ -64,6 +134,47 @@ def git_sha() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
+# CONFIG IDENTITY -----------------------------------------------------------------------
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): list(node) if isinstance(node, tuple) else node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def config_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide a run's numbers: the config flattened to dotted keys, less
+    UNHASHED ones."""
+    flat = _flatten(config)
+    return {
+        k: v
+        for k, v in sorted(flat.items())
+        if not any(k == u or k.startswith(u + ".") for u in UNHASHED)
+    }
+
+
+def config_hash(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`key=old->new` for every key whose value differs (absent keys read as <absent>)."""
+    absent = "<absent>"
+    return [
+        f"{k}={old.get(k, absent)!r}->{new.get(k, absent)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k, absent) != new.get(k, absent)
+    ]
+
+
+# THE RUN DIR ---------------------------------------------------------------------------
+
+
 class RunRecords:
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
@@ -71,64 +182,189 @@ class RunRecords:
         self.status_path = self.dir / "status.json"
         self.metrics_path = self.dir / "metrics.jsonl"
         self.checkpoint_path = self.dir / "checkpoint.pt"
+        self.lock_path = self.dir / ".rdx.lock"
+        self.owner_path = self.dir / ".rdx.lock.owner"
+        self.reserve_path = self.dir / ".status-reserve"
+        # Set by rdx.run once the settings are checked: saved into every checkpoint, and a
+        # checkpoint of another hash is refused unless resume=force.
+        self.config_hash: str | None = None
+        self.identity: dict[str, Any] | None = None
+        self.force_resume = False
+
+    # lock -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run dir for this process (a flock, released by the kernel even on kill -9);
+        a second process gets RunDirError naming the holder's pid and host."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.lock_path), timeout=0, is_singleton=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            owner = {}
+            with contextlib.suppress(OSError, ValueError):
+                owner = json.loads(self.owner_path.read_text())
+            raise RunDirError(
+                f"run dir {self.dir} is in use by pid {owner.get('pid', '?')} on host "
+                f"{owner.get('host', '?')} (since {owner.get('since', '?')}); wait for it to "
+                "end or pick another hydra.run.dir"
+            ) from None
+        try:
+            write_json(
+                self.owner_path,
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()},
+            )
+            self._reserve()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                self.owner_path.unlink()
+            lock.release()
+
+    def _reserve(self) -> None:
+        """Keep a few KiB of disk for the final status.json (set_status frees it on ENOSPC)."""
+        if not self.reserve_path.exists():
+            try:
+                with self.reserve_path.open("wb") as f:
+                    f.write(b"\0" * STATUS_RESERVE_BYTES)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.reserve_path.unlink()
 
     # status ---------------------------------------------------------------
     def status(self) -> dict[str, Any] | None:
-        return read_json(self.status_path)
+        """status.json, or None when absent; a damaged one reads as absent (logged)."""
+        try:
+            record = read_json(self.status_path)
+        except (OSError, ValueError) as err:
+            log.warning("%s is damaged (%s); treating it as absent", self.status_path, err)
+            return None
+        return record if isinstance(record, dict) or record is None else None
 
-    def set_status(self, state: str, error: str | None = None) -> None:
+    def set_status(
+        self, state: str, error: str | None = None, config_hash: str | None = None
+    ) -> None:
+        """Record the run's state. A final state (failed, interrupted, preempted) is written
+        even on a full disk (the reserve is freed for it); when it cannot be written at all
+        (read-only disk) it goes to stderr and this returns."""
         old = self.status() or {}
         record = {
             "state": state,
             "error": error,
             "git_sha": old.get("git_sha") or git_sha(),
             "started": old.get("started") or _now(),
-            "ended": _now() if state in ("completed", "failed") else None,
+            "ended": _now() if state in ("completed", "failed", "interrupted") else None,
             "attempts": old.get("attempts", 0) + (state == "running"),
+            "config_hash": config_hash or old.get("config_hash"),
         }
-        write_json(self.status_path, record)
+        try:
+            write_json(self.status_path, record)
+        except OSError as err:
+            if state in ("running", "completed"):
+                raise  # the run's own error path records `failed` next
+            try:
+                if err.errno != errno.ENOSPC or not self.reserve_path.exists():
+                    raise
+                self.reserve_path.unlink()
+                write_json(self.status_path, record)
+            except OSError as err2:
+                print(
+                    f"rdx: cannot write {self.status_path} ({err2.strerror or err2}); "
+                    f"the run ended {state}: {error}",
+                    file=sys.stderr,
+                )
 
     # metrics --------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         self.append_jsonl(self.metrics_path.name, record)
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        return [
-            json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()
-        ]
+    def read_metrics(self, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
+        return read_jsonl(self.dir / name)
 
     def trim_metrics(self, completed_epochs: int, name: str = "metrics.jsonl") -> None:
-        """Drop records of epochs after the checkpoint, so a resumed run logs them once."""
+        """Drop records of epochs after the checkpoint (and unreadable lines), so a resumed
+        run logs them once."""
         path = self.dir / name
         if not path.exists():
             return
-        keep = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("epoch", 0) < completed_epochs
-        ]
-        write_atomic(path, "".join(line + "\n" for line in keep))
+        keep = [r for r in read_jsonl(path) if r.get("epoch", 0) < completed_epochs]
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
-        with (self.dir / name).open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        with (self.dir / name).open("a+b") as f:
+            f.seek(0, os.SEEK_END)
+            torn = False
+            if f.tell():  # a line torn by a kill gets its own line end, not our record
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            f.write(b"\n" * torn + (json.dumps(record) + "\n").encode())
 
     def write_jsonl(self, name: str, records: list[dict[str, Any]]) -> None:
         write_atomic(self.dir / name, "".join(json.dumps(r) + "\n" for r in records))
 
     # checkpoint -----------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write checkpoint.pt in one rename, with the run's config hash and identity."""
         import torch  # here, not at the top: analysis and the sweep summary read records too
 
-        tmp = self.checkpoint_path.with_name(f".checkpoint.pt.tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        state = {**state, "config_hash": self.config_hash, "config": self.identity}
+        tmp = _tmp_name(self.checkpoint_path)
+        try:
+            with tmp.open("wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.checkpoint_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
+    def _load(self, mmap: bool) -> dict[str, Any] | None:
+        """checkpoint.pt as plain data (weights_only: a crafted pickle runs no code); a file
+        that does not load is moved to checkpoint.pt.damaged and reads as absent (logged)."""
         if not self.checkpoint_path.exists():
             return None
         import torch
 
-        return torch.load(self.checkpoint_path, weights_only=False)
+        try:
+            state = torch.load(
+                self.checkpoint_path, weights_only=True, mmap=mmap, map_location="cpu"
+            )
+            if not isinstance(state, dict) or "epoch" not in state:
+                raise ValueError("not an rdx checkpoint")
+        except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+            aside = self.checkpoint_path.with_name("checkpoint.pt.damaged")
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log.warning(
+                "%s cannot be loaded safely (%s): moved to %s; training restarts from epoch 0",
+                self.checkpoint_path,
+                reason[:200],
+                aside.name,
+            )
+            with contextlib.suppress(OSError):
+                os.replace(self.checkpoint_path, aside)
+            return None
+        return state
+
+    def checkpoint_info(self) -> dict[str, Any] | None:
+        """The checkpoint's epoch, config hash and identity, without reading its tensors."""
+        state = self._load(mmap=True)
+        if state is None:
+            return None
+        return {k: state.get(k) for k in ("epoch", "config_hash", "config")}
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        state = self._load(mmap=False)
+        if state is None:
+            return None
+        saved = state.get("config_hash")
+        if self.config_hash is not None and saved != self.config_hash and not self.force_resume:
+            diff = differing_keys(state.get("config") or {}, self.identity or {})
+            raise RunDirError(
+                f"{self.checkpoint_path} was made with other settings "
+                f"({'; '.join(diff) or f'hash {saved}'}); pick another hydra.run.dir or "
+                "pass resume=force"
+            )
+        return state

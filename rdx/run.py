@@ -15,7 +15,17 @@ import torch
 import yaml
 
 from rdx.config import Config, to_dict
-from rdx.records import RunRecords, git_sha, read_json, write_atomic, write_json
+from rdx.records import (
+    RunDirError,
+    RunRecords,
+    config_hash,
+    config_identity,
+    differing_keys,
+    git_sha,
+    read_json,
+    write_atomic,
+    write_json,
+)
 
 log = logging.getLogger("rdx")
 
@@ -30,38 +40,135 @@ def default_threads(requested: int | None) -> int:
     return max(1, (cores or 1) // int(os.environ.get("RDX_PARALLEL_JOBS", "1")))
 
 
+def preflight(cfg: Config) -> None:
+    """Checks that need torch or the environment, run before any work (ConfigError: one line).
+
+    rdx.config.validate checks the values themselves without torch; these check what the
+    values ask of this machine: the device, the tiny models' positions, METEOR's WordNet.
+    """
+    from rdx.config import ConfigError
+    from rdx.lm.models import TINY_POSITIONS
+
+    device = cfg.trainer.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={device!r}: CUDA is not available on this machine")
+    if device.startswith("cuda:") and torch.cuda.is_available():
+        index = device.partition(":")[2]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"trainer.device={device!r}: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.device='mps': MPS is not available on this machine")
+    # A row is the tokenizer's leading specials (at most 1 here) + T tokens.
+    if (cfg.behavior.hub is None or cfg.model.hub is None) and cfg.sampling.total_len >= (
+        TINY_POSITIONS
+    ):
+        raise ConfigError(
+            f"sampling.total_len={cfg.sampling.total_len}: the tiny models have "
+            f"{TINY_POSITIONS} positions; expected <= {TINY_POSITIONS - 1}"
+        )
+    from rdx.pipeline.wordnet import wordnet_available
+
+    if not wordnet_available():
+        raise ConfigError(
+            "eval/meteor needs nltk's WordNet, which nltk cannot find; install it offline "
+            "with `python -m rdx.pipeline.wordnet`"
+        )
+
+
 def execute(cfg: Config, run_dir: str | Path) -> float | None:
-    """Run or resume the job in run_dir; returns Acc+Reward (Hydra sweepers may optimise it)."""
+    """Run or resume the job in run_dir; returns Acc+Reward (Hydra sweepers may optimise it).
+
+    The run dir is held for the whole run (a second process gets RunDirError). A dir that
+    holds a run (a checkpoint or a summary) is resumed, or answered from, only when that run
+    had the same settings (config_identity); resume=never refuses any such dir and
+    resume=force takes it whatever its settings.
+    """
     threads = default_threads(cfg.trainer.threads)
     torch.set_num_threads(threads)
     records = RunRecords(run_dir)
+    with records.lock():
+        return _execute(cfg, records, threads)
+
+
+def _check_prior(cfg: Config, records: RunRecords) -> bool:
+    """Apply cfg.resume to what the run dir holds; True when it holds this run, completed."""
+    identity = records.identity or {}
     summary_path = records.dir / "summary.json"
+    checkpoint = records.checkpoint_info()  # a damaged one is moved aside: a clean restart
     status = records.status() or {}
-    if status.get("state") == "completed" and summary_path.exists():
-        log.info("%s already completed; nothing to do", records.dir)
+    try:
+        summary = read_json(summary_path)
+    except (OSError, ValueError):
+        log.warning("%s is damaged; the run is redone", summary_path)
+        summary = None
+    if checkpoint is None and summary is None:
+        return False
+    what = f"a run of epoch {checkpoint['epoch']}" if checkpoint else "a run's summary"
+    if cfg.resume == "never":
+        raise RunDirError(
+            f"run dir {records.dir} holds {what} and resume=never; pick another "
+            "hydra.run.dir, or resume=auto to continue it"
+        )
+    old_hash = (checkpoint or {}).get("config_hash") or status.get("config_hash")
+    old_identity = (checkpoint or {}).get("config") or _saved_identity(records)
+    if old_hash is None and old_identity is not None:  # records written before hashes
+        old_hash = config_hash(old_identity)
+    if old_hash != records.config_hash:
+        diff = differing_keys(old_identity or {}, identity) if old_identity else []
+        said = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        said = said or f"config hash {old_hash} != {records.config_hash}"
+        if cfg.resume != "force":
+            raise RunDirError(
+                f"run dir {records.dir} holds {what} made with other settings ({said}); "
+                "pick another hydra.run.dir, or resume=force to continue it anyway"
+            )
+        log.warning("resume=force: continuing %s made with other settings (%s)", what, said)
+        records.force_resume = True
+        return False
+    return status.get("state") == "completed" and isinstance(summary, dict)
+
+
+def _saved_identity(records: RunRecords) -> dict | None:
+    try:
+        saved = yaml.safe_load((records.dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config_identity(saved) if isinstance(saved, dict) else None
+
+
+def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
+    summary_path = records.dir / "summary.json"
+    records.identity = config_identity(to_dict(cfg))
+    records.config_hash = config_hash(records.identity)
+    if _check_prior(cfg, records):
+        log.info("%s already completed with these settings; nothing to do", records.dir)
         return read_json(summary_path)["acc_plus_reward"]
 
     write_atomic(records.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    records.set_status("running")
+    records.set_status("running", config_hash=records.config_hash)
     log.info(
         "run dir %s (attempt %d), torch threads %d",
         records.dir,
-        records.status()["attempts"],
+        (records.status() or {}).get("attempts", 1),
         threads,
     )
     from rdx.logger import WandbLogger
 
     sha = git_sha()
     with _marks_preemption(records) as interrupted:
-        logger = WandbLogger(
-            cfg.logger,
-            records.dir,
-            name=_run_name(cfg),
-            config=to_dict(cfg),
-            group=cfg.sweep,
-            tags=[sha] if sha else [],
-        )
+        logger = None
         try:
+            logger = WandbLogger(
+                cfg.logger,
+                records.dir,
+                name=_run_name(cfg),
+                config=to_dict(cfg),
+                group=cfg.sweep,
+                tags=[sha] if sha else [],
+            )
             if cfg.algo.name == "offpolicy":
                 from rdx.pipeline.artifacts import prepare
                 from rdx.pipeline.trainer import train
@@ -96,8 +203,15 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
                 with contextlib.suppress(Exception):
                     logger.finish(exit_code=1)
                 raise
-            # KeyboardInterrupt and other exits too: an interrupted run must not stay "running".
-            records.set_status("failed", error=f"{type(err).__name__}: {err}")
+            if isinstance(err, KeyboardInterrupt):
+                # Ctrl-C: resumable, like a preemption; the same command continues the run.
+                records.set_status(
+                    "interrupted",
+                    error="KeyboardInterrupt: stopped by the user; the same command resumes "
+                    "from checkpoint.pt",
+                )
+            else:  # other exits too: an interrupted run must not stay "running"
+                records.set_status("failed", error=f"{type(err).__name__}: {one_line(err)}")
             with contextlib.suppress(Exception):  # the run's own error is the one to raise
                 logger.finish(exit_code=1)
             raise
@@ -110,6 +224,12 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
         summary_path,
     )
     return summary["acc_plus_reward"]
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message as one line (the first non-empty one), for status.json and stderr."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 # PREEMPTION ----------------------------------------------------------------------------

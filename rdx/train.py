@@ -18,7 +18,9 @@ any run did not complete: Hydra and submitit report failed jobs as completed (DE
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,47 +59,177 @@ def check_group_choices(argv: list[str]) -> None:
                 sys.exit(2)
 
 
+def _parse(overrides: list[str]) -> list[Any]:
+    """Hydra's parsed overrides; one that does not parse is a ConfigError naming it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for arg in overrides:
+        try:
+            parsed += parser.parse_overrides([arg])
+        except HydraException as err:
+            raise ConfigError(f"{arg!r}: not a valid override ({_hydra_message(err)})") from None
+    return parsed
+
+
+def _job_overrides(overrides: list[Any]) -> Iterator[list[str]]:
+    """The override lists of the jobs to check: the first value of every sweep list, then
+    each other value of each list in turn (every value is checked once; combinations are
+    not multiplied out)."""
+    choices: dict[str, list[str]] = {}  # later overrides of a key win, as in Hydra's sweeper
+    for o in overrides:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+    base = [values[0] for values in choices.values()]
+    yield base
+    for i, values in enumerate(choices.values()):
+        for value in values[1:]:
+            yield base[:i] + [value] + base[i + 1 :]
+
+
+def _hydra_message(err: Exception) -> str:
+    """Hydra's composition errors run over several lines; the first says it, with the hint
+    of the second when there is one (`To append to your config use +foo=1`)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].startswith("Could not override") and len(lines) > 1:
+        return f"{lines[0].removesuffix('.')}: unknown key; {lines[1][0].lower()}{lines[1][1:]}"
+    return lines[0]
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Compose and validate, before Hydra starts any job, every config the command runs.
+
+    For a sweep (-m) that is each value of each sweep list, from the command line and from
+    a sweeps/ preset, so a typo in the 40th value fails the launch in one line (exit 2)
+    instead of job 40 hours later. A key that is not in the config, or an override Hydra
+    cannot parse, fails here in one line too. Commands with other Hydra flags (--cfg,
+    --help, ...) are left to Hydra.
+    """
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):
+        return
+    multirun = bool(flags)
+    overrides = [a for a in argv if not a.startswith("-")]
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    def fail(message: str) -> None:
+        print(f"rdx: config error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    GlobalHydra.instance().clear()
+    try:
+        parsed = _parse(overrides)
+        fixed = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+        if not multirun and len(fixed) < len(overrides):
+            sweep = next(a for a, o in zip(overrides, parsed, strict=True) if o.is_sweep_override())
+            fail(f"{sweep}: a list of values sweeps only with -m; for a list value use key=[a,b]")
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            try:
+                base = compose("train", overrides=fixed, return_hydra_config=multirun)
+                params = base.hydra.sweeper.get("params") if multirun else None
+                params = OmegaConf.to_container(params) if params is not None else {}
+                preset = _parse([f"{k}={v}" for k, v in params.items()])
+            except (HydraException, OmegaConfBaseException) as err:
+                fail(_hydra_message(err))
+            for job in _job_overrides(preset + parsed):
+                shown = " ".join(a for a in job if not a.startswith("hydra."))
+                where = f" (sweep job {shown})" if multirun else ""
+                try:
+                    cfg = compose("train", overrides=job)
+                    with open_dict(cfg):
+                        cfg.pop("hydra", None)
+                    validate(OmegaConf.to_container(cfg, resolve=True))
+                except (HydraException, OmegaConfBaseException) as err:
+                    fail(_hydra_message(err) + where)
+                except ConfigError as err:
+                    fail(f"{err}{where}")
+    except ConfigError as err:
+        fail(str(err))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _user_error(err: BaseException) -> str | None:
+    """The one line for an error that is the user's to fix (exit 2), or None for a bug."""
+    from rdx.data.corpus import DataError
+    from rdx.hub import HubUnavailable
+    from rdx.records import RunDirError
+    from rdx.run import one_line
+
+    for kinds, label in (
+        (ConfigError, "config error"),
+        (DataError, "data error"),
+        (HubUnavailable, "hub error"),
+        (RunDirError, "run dir error"),
+    ):
+        if isinstance(err, kinds):
+            return f"{label}: {one_line(err)}"
+    if isinstance(err, OSError):  # a full, read-only or missing disk under the run dir
+        where = f": {err.filename}" if err.filename else ""
+        return f"error: {err.strerror or one_line(err)}{where}"
+    return None
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = hydra_cfg.runtime.output_dir
     try:
         config = validate(OmegaConf.to_container(cfg, resolve=True))
-    except ConfigError as err:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            # One bad job of a sweep: say so in its status.json and let the others run. An
-            # exit here would end a basic-launcher sweep and leave a submitit job resultless.
+        from rdx.run import execute, preflight
+
+        preflight(config)
+        return execute(config, run_dir)
+    except Exception as err:
+        line = _user_error(err)
+        if line is None:
+            raise  # a bug: its traceback is what a developer needs (status.json says failed)
+        if isinstance(err, ConfigError):  # the others are recorded by execute()
             from rdx.records import RunRecords
 
-            RunRecords(hydra_cfg.runtime.output_dir).set_status("failed", f"ConfigError: {err}")
-            raise
-        print(f"rdx: config error: {err}", file=sys.stderr)
-        sys.exit(2)
-    from rdx.hub import HubUnavailable
-    from rdx.run import execute
-
-    try:
-        return execute(config, hydra_cfg.runtime.output_dir)
-    except HubUnavailable as err:
-        # A model that passed the config check but cannot be loaded (an empty dir, a broken
-        # HF cache entry) is still a user error: one line, not a traceback. execute() has
-        # already recorded it in status.json; a sweep job re-raises so the sweep sees it.
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise
-        print(f"rdx: hub error: {err}", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                RunRecords(run_dir).set_status("failed", f"ConfigError: {err}")
+        if multirun:
+            # One bad job of a sweep: one line, its status.json says failed, the others
+            # run; the sweep's summary names it and exits 1. Raising would print Hydra's
+            # traceback and end a basic-launcher sweep early.
+            print(f"rdx: job {hydra_cfg.job.num}: {line}", file=sys.stderr)
+            return None
+        print(f"rdx: {line}", file=sys.stderr)
         sys.exit(2)
 
 
 def cli() -> None:
-    check_group_choices(sys.argv[1:])
+    argv = sys.argv[1:]
+    check_group_choices(argv)
+    check_overrides(argv)
     code: Any = 0
     try:
         main()
     except SystemExit as err:  # Hydra exits 1 after printing a failed job's traceback
         code = err.code
+    except KeyboardInterrupt:
+        print(
+            "rdx: interrupted (Ctrl-C): status.json says interrupted; the same command resumes",
+            file=sys.stderr,
+        )
+        code = 130
     finally:
         # On Ctrl-C too: the summary then shows what ran and what was interrupted.
         if SweepRecorder.sweep_dir is not None and SweepRecorder.sweep_dir.is_dir():
-            if not check_sweep(SweepRecorder.sweep_dir):
+            if not check_sweep(SweepRecorder.sweep_dir) and code == 0:
                 code = 1
     sys.exit(code)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import random
 import re
 from collections.abc import Iterable
@@ -107,12 +108,26 @@ def load_corpus(
     if name == "synthetic":  # generated with exact counts: nothing to subsample
         return Corpus(name, dict(ATTRIBUTES[name]), train, test)
     tasks = ATTRIBUTES[name]
-    return Corpus(
+    corpus = Corpus(
         name,
         dict(tasks),
         _subsample(train, tasks, n_per_attribute, f"{name}:train:{seed}"),
         _subsample(test, tasks, n_test_per_attribute, f"{name}:test:{seed}"),
     )
+    _check_nonempty(corpus, path, max_words)
+    return corpus
+
+
+def _check_nonempty(corpus: Corpus, path: str | None, max_words: int) -> None:
+    """A corpus needs training and held-out sentences: a tokenizer or classifier trained on
+    none is a broken artifact that would be cached for every later run."""
+    source = f"dataset.path={path}" if path else "the hub"
+    for split, examples in (("training", corpus.train), ("held-out", corpus.test)):
+        if not examples:
+            raise DataError(
+                f"dataset.name={corpus.name} ({source}): no {split} sentences of "
+                f"<= {max_words} words (dataset.max_words)"
+            )
 
 
 def _subsample(
@@ -172,26 +187,64 @@ def held_out_row(raw: str) -> bool:
     return int.from_bytes(digest, "big") < HELD_OUT_FRACTION * 2**64
 
 
+def read_text(path: Path) -> str:
+    """A data file's text; DataError naming the file (and line) when it is unreadable,
+    empty, binary or not UTF-8, before anything is trained or cached from it."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if not data.strip():
+        raise DataError(f"{path}: empty file")
+    line = data.count(b"\n", 0, data.find(b"\0")) + 1 if b"\0" in data else 0
+    if line:
+        raise DataError(f"{path}:{line}: binary data (a NUL byte); expected UTF-8 text")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM is not text
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+            "convert it with iconv -t utf-8"
+        ) from None
+
+
 def _read_yelp(files: list[Path], held_out: bool | None) -> list[Example]:
     examples = []
     for label, f in enumerate(files):
-        with open(f, encoding="utf-8") as fh:
-            for line in fh:
-                text = " ".join(line.lower().split())
-                if text and (held_out is None or held_out_row(text) == held_out):
-                    examples.append(Example(text, "sentiment", label))
+        for line in read_text(f).splitlines():
+            text = " ".join(line.lower().split())
+            if text and (held_out is None or held_out_row(text) == held_out):
+                examples.append(Example(text, "sentiment", label))
     return examples
 
 
 def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
-    examples = []
-    with open(files[0], encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh):
-            if len(row) != 3 or not row[0].strip().isdigit():
-                continue  # a header line or a broken row
+    """Rows `class,title,description` (class 1-4), after an optional header row; any other
+    row is a DataError naming the file and line, not a row silently skipped."""
+    path, examples, rows = files[0], [], 0
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    try:
+        for row in reader:
+            if not row or not "".join(row).strip():
+                continue
+            where = f"{path}:{reader.line_num}"
+            if reader.line_num == 1 and not row[0].strip().isdigit():
+                continue  # the header (Class Index,Title,Description)
+            if len(row) != 3:
+                raise DataError(
+                    f"{where}: {len(row)} field(s); expected 3 (class,title,description)"
+                )
+            if row[0].strip() not in ("1", "2", "3", "4"):
+                raise DataError(f"{where}: class {row[0]!r}; expected 1, 2, 3 or 4")
+            rows += 1
             if held_out is None or held_out_row(",".join(row)) == held_out:
                 label = int(row[0]) - 1  # classes 1..4 -> world, sport, business, sci_tech
                 examples += [Example(s, "topic", label) for s in agnews_sentences(row[2])]
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: not CSV ({err})") from None
+    if rows == 0:
+        raise DataError(f"{path}: no data rows (a header only?)")
     return examples
 
 

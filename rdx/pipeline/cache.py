@@ -3,6 +3,10 @@
 An artifact is a directory keyed by a hash of exactly the settings it depends on. Builders
 write into a private temp dir that is renamed into place, so a reader never sees half an
 artifact; a file lock makes concurrent jobs wait for one builder instead of all building.
+The last file a build writes is a completion marker (COMPLETE) listing every file with its
+size and SHA-256; an entry is used only after the marker verifies, and an entry that does
+not (a truncated or overwritten file, a missing one, no marker) is rebuilt, with a warning.
+Temp dirs left by killed or failed builds are removed by the next build of the same key.
 """
 
 from __future__ import annotations
@@ -21,11 +25,61 @@ from filelock import FileLock
 
 log = logging.getLogger("rdx")
 
+MARKER = "COMPLETE"  # written last, so its presence means every listed file was written
+
 
 def cache_key(settings: dict[str, Any], version: int) -> str:
     """Hash of the settings and the builder's version (bumped when what it writes changes)."""
     blob = json.dumps({"version": version, **settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_marker(artifact: Path) -> None:
+    """List every file of `artifact` with its size and SHA-256 in artifact/COMPLETE."""
+    files = {
+        p.relative_to(artifact).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(artifact.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
+    (artifact / MARKER).write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
+
+
+def verify(artifact: Path) -> str | None:
+    """None when `artifact` is whole (its marker lists every file with the right content),
+    else what is wrong with it."""
+    try:
+        files = json.loads((artifact / MARKER).read_text())["files"]
+    except FileNotFoundError:
+        return "no completion marker"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"unreadable completion marker ({type(err).__name__})"
+    if not isinstance(files, dict):
+        return "unreadable completion marker"
+    for name, expected in files.items():
+        path = artifact / name
+        try:
+            if path.stat().st_size != expected["bytes"]:
+                return f"{name}: size {path.stat().st_size} != {expected['bytes']}"
+            if _sha256(path) != expected["sha256"]:
+                return f"{name}: checksum mismatch"
+        except FileNotFoundError:
+            return f"{name}: missing"
+        except (OSError, KeyError, TypeError) as err:
+            return f"{name}: unreadable ({type(err).__name__})"
+    return None
+
+
+def _clean_stale(final: Path) -> None:
+    """Remove temp and damaged dirs of this key; called under its lock, so no live build
+    owns them (a build holds the lock from mkdir to rename)."""
+    for stale in final.parent.glob(f"{final.name}.tmp-*"):
+        log.info("cache: removing stale %s", stale.name)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def cached(
@@ -35,25 +89,36 @@ def cached(
     build: Callable[[Path], None],
     version: int,
 ) -> Path:
-    """Return the artifact dir for (kind, settings), building it once if absent."""
+    """Return the artifact dir for (kind, settings), building it once if absent or damaged."""
     final = Path(cache_dir) / kind / cache_key(settings, version)
-    if final.is_dir():
+    if final.is_dir() and verify(final) is None:
         log.info("cache: reusing %s/%s", kind, final.name)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
         if final.is_dir():
-            log.info("cache: reusing %s/%s (built by another job)", kind, final.name)
-            return final
+            problem = verify(final)
+            if problem is None:
+                log.info("cache: reusing %s/%s (built by another job)", kind, final.name)
+                return final
+            log.warning("cache: %s/%s is damaged (%s); rebuilding it", kind, final.name, problem)
+            aside = final.with_name(f"{final.name}.tmp-damaged-{os.getpid()}")
+            os.rename(final, aside)  # one rename: readers see the old entry or none
+        _clean_stale(final)
         log.info("cache: building %s/%s", kind, final.name)
         tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        tic = time.perf_counter()
-        build(tmp)
-        (tmp / "settings.json").write_text(
-            json.dumps(settings, indent=1, sort_keys=True, default=str)
-        )
-        os.rename(tmp, final)
+        try:
+            tic = time.perf_counter()
+            build(tmp)
+            (tmp / "settings.json").write_text(
+                json.dumps(settings, indent=1, sort_keys=True, default=str)
+            )
+            write_marker(tmp)
+            os.rename(tmp, final)
+        except BaseException:
+            # A full disk or a failed build must not leave a half-written dir behind.
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         log.info("cache: built %s/%s in %.1f s", kind, final.name, time.perf_counter() - tic)
     return final
