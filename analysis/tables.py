@@ -59,6 +59,7 @@ CONTEXT = ["behavior", "reward_model", *TARGET]
 IDENTITY = ["dataset", *CONTEXT, "attribute", "dropout", "gamma", "delta", "seed"]
 # Summary keys that describe the target's setting without a dot in their name.
 EXTRA_CONFIG = ["model_hub", "trainable"]
+NOT_AXES = {"run_dir", "sweep", "ended"}  # bookkeeping: where and when, not what
 DUPLICATE_RULES = ("fail", "latest")
 TABLE2_GAMMA = 0.8
 OUTPUTS = ("table1", "table2", "table34")
@@ -92,9 +93,17 @@ def _describe(rec: dict[str, Any], keys: Iterable[str]) -> str:
 
 def config_axes(recs: list[dict[str, Any]]) -> list[str]:
     """Setting keys beyond IDENTITY that some run records: dotted config keys such as
-    `sampling.stop_at_eos` (metrics are named with "/"), `model_hub` and `trainable`."""
-    keys = {k for rec in recs for k, v in rec.items() if v is not None}
-    return sorted(k for k in keys if ("." in k or k in EXTRA_CONFIG) and k not in IDENTITY)
+    `sampling.stop_at_eos` (metrics are named with "/"), `model_hub`, `trainable`, and any
+    other key with a text or true/false value (metrics are numbers). A plain numeric key
+    without a dot reads as a metric: a summary should name its settings with dots."""
+    keys = set()
+    for rec in recs:
+        for key, value in rec.items():
+            if value is None or key in IDENTITY or key in NOT_AXES:
+                continue
+            if "." in key or key in EXTRA_CONFIG or isinstance(value, str | bool):
+                keys.add(key)
+    return sorted(keys)
 
 
 def identity_axes(recs: list[dict[str, Any]]) -> list[str]:

@@ -464,6 +464,9 @@ def test_config_axes_split_blocks_instead_of_duplicating(tmp_path):
         "sampling.stop_at_eos=True",
     ]
     assert grids[0].cells == grids[1].cells
+    # A flat key counts when its value is text or true/false; numbers are metrics.
+    rec = {"stop_at_eos": False, "prefix_pool": "task", "top_k": 0, "run_dir": "x", "ended": "t"}
+    assert tables.config_axes([rec]) == ["prefix_pool", "stop_at_eos"]
 
 
 def test_latest_sweep_is_the_one_that_ran_last(tmp_path, capsys):
