@@ -10,7 +10,7 @@ table34: rows attribute x reward dropout No/Yes, columns BLEU ROUGE-1/2/L METEOR
 Cells are mean ± std (ddof=1) over seeds. A table is only built when its rows exist in
 the CSV; a missing cell of a table's grid fails unless --allow-missing (then it shows as
 "—" and is listed). Where runs differ in axes that are not a table's rows or columns
-(model, init, lr, ..., and any dotted config key in the summary such as
+(model, init, lr, ..., and any dotted, text or true/false setting in the summary, e.g.
 `sampling.stop_at_eos` or `dropout.random_replacement`), the table gets one block per
 combination instead of averaging across them.
 
