@@ -464,9 +464,10 @@ def test_config_axes_split_blocks_instead_of_duplicating(tmp_path):
         "sampling.stop_at_eos=True",
     ]
     assert grids[0].cells == grids[1].cells
-    # A flat key counts when its value is text or true/false; numbers are metrics.
-    rec = {"stop_at_eos": False, "prefix_pool": "task", "top_k": 0, "run_dir": "x", "ended": "t"}
-    assert tables.config_axes([rec]) == ["prefix_pool", "stop_at_eos"]
+    # A flat key counts when rdx's summary writes it as a setting (top_k) or when its value
+    # is text or true/false; other numbers are metrics. random_replacement is an arm's option.
+    rec = {"mine": "x", "top_k": 0, "n_trajectories": 64, "run_dir": "x", "ended": "t"}
+    assert tables.config_axes([{**rec, "random_replacement": True}]) == ["mine", "top_k"]
 
 
 def test_latest_sweep_is_the_one_that_ran_last(tmp_path, capsys):
@@ -529,3 +530,25 @@ def test_make_tables_without_runs_reads_the_latest_sweep(tmp_path):
     assert rows[("N/A", "–")] == ["**1.500**"]
     claims_md = (tmp_path / "tables" / "claims.md").read_text()
     assert "| quantile γ=0.8 beats N/A" in claims_md and "| no runs" in claims_md
+
+
+def test_random_replacement_is_a_row_and_new_modes_keep_gamma(tmp_path):
+    header = HEADER.rstrip("\n") + ",random_replacement\n"
+    body = """\
+synthetic,positive,tiny,random,none,,0,0.60,0.1,a,False
+synthetic,positive,tiny,random,random,0.8,0,0.50,0.1,b,False
+synthetic,positive,tiny,random,random,0.8,0,0.55,0.1,c,True
+synthetic,positive,tiny,random,prompt_quantile,0.8,0,0.90,0.1,d,False
+synthetic,positive,tiny,random,prompt_quantile,0.2,0,0.70,0.1,e,False
+"""
+    path = tmp_path / "runs.csv"
+    path.write_text(header + body)
+    (grid,) = tables.table1(tables.load(path))
+    assert grid.row_labels == [
+        ("N/A", "–"),
+        ("random", "0.8"),
+        ("random (with replacement)", "0.8"),
+        ("prompt_quantile", "0.2"),
+        ("prompt_quantile", "0.8"),
+    ]
+    assert [c[0] for c in grid.cells] == [[0.6], [0.5], [0.55], [0.7], [0.9]]

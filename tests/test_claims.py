@@ -322,3 +322,30 @@ def test_two_runs_of_one_unit_are_refused_not_pooled(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("claims: error: duplicated cell: ")
     assert claims.main(["--runs", str(tmp_path), "--duplicates", "latest"]) == 0
     assert "left out 1 older duplicate run(s), e.g. old (kept new)" in capsys.readouterr().err
+
+
+def test_random_with_and_without_replacement_are_two_arms(tmp_path):
+    # rdx records random_replacement on every run (false on N/A); only random runs use it.
+    arms = [("none", None, False, 0.0), ("random", 0.8, False, -0.2), ("random", 0.8, True, 0.0),
+            ("quantile", 0.8, False, 0.2)]  # fmt: skip
+    for attribute, seed in NOISE:
+        for dropout, gamma, repl, shift in arms:
+            extra = {"random_replacement": repl, "stop_at_eos": False, "top_k": 0}
+            write_run(
+                tmp_path,
+                f"{attribute}-{seed}-{dropout}-{repl}",
+                summary(attribute, seed, dropout, gamma, 0.6 + shift, **extra),
+            )
+    (block,) = run_claims(tmp_path)  # one block: the option splits arms, not the grid
+    rows = {(r.claim, r.metric): r for r in block.rows}
+    exact = rows[("random γ=0.8 does not help: random − N/A < 0", "acc_plus_reward")]
+    repl = rows[
+        ("random (with replacement) γ=0.8 does not help: random − N/A < 0", "acc_plus_reward")
+    ]
+    assert exact.effect == pytest.approx(-0.2) and len(exact.diffs) == 6
+    assert repl.effect == pytest.approx(0.0) and len(repl.diffs) == 6
+    assert (
+        rows[("quantile γ=0.8 beats random (with replacement) γ=0.8", "acc_plus_reward")].verdict
+        == "holds"
+    )
+    assert "top_k=0" not in block.context  # a setting shared by all runs is not named
