@@ -79,7 +79,8 @@ def setting_label(rec: dict[str, Any]) -> str:
         return "N/A"
     if rec["dropout"] == "threshold":
         return f"threshold δ={fmt_value(rec['delta'])}"
-    return f"{rec['dropout']} γ={fmt_value(rec['gamma'])}"
+    replacement = " (with replacement)" if rec.get("random_replacement") else ""
+    return f"{rec['dropout']}{replacement} γ={fmt_value(rec['gamma'])}"
 
 
 def _setting_order(rec: dict[str, Any]) -> tuple:

@@ -43,7 +43,7 @@ ATTRIBUTE_LABELS = {
     "business": "Business",
     "sci_tech": "Sci/Tech",
 }
-DROPOUTS = ["none", "random", "quantile", "threshold"]
+DROPOUTS = ["none", "random", "quantile", "threshold", "prompt_quantile", "global_top"]
 INIT_ORDER = ["random", "behavior", "pretrained"]
 TEXT_METRICS = {
     "eval/bleu": "BLEU",
@@ -57,8 +57,21 @@ TEXT_METRICS = {
 TARGET = ["model", "init", "epochs", "lr"]
 CONTEXT = ["behavior", "reward_model", *TARGET]
 IDENTITY = ["dataset", *CONTEXT, "attribute", "dropout", "gamma", "delta", "seed"]
-# Summary keys that describe the target's setting without a dot in their name.
-EXTRA_CONFIG = ["model_hub", "trainable"]
+# Summary keys that are settings, not metrics, though named without a dot (rdx's summary
+# writes sampling.* and the target's hub and trainable part flat).
+EXTRA_CONFIG = [
+    "model_hub",
+    "trainable",
+    "temperature",
+    "stop_at_eos",
+    "top_k",
+    "repetition_penalty",
+    "prefix_pool",
+    "fresh_per_epoch",
+]
+# An option of one dropout mode is part of that arm (a row), not a block: it is cleared on
+# the other modes' runs, where it means nothing.
+DROPOUT_OPTIONS = {"random_replacement": "random"}
 NOT_AXES = {"run_dir", "sweep", "ended"}  # bookkeeping: where and when, not what
 DUPLICATE_RULES = ("fail", "latest")
 TABLE2_GAMMA = 0.8
@@ -99,7 +112,7 @@ def config_axes(recs: list[dict[str, Any]]) -> list[str]:
     keys = set()
     for rec in recs:
         for key, value in rec.items():
-            if value is None or key in IDENTITY or key in NOT_AXES:
+            if value is None or key in IDENTITY or key in NOT_AXES or key in DROPOUT_OPTIONS:
                 continue
             if "." in key or key in EXTRA_CONFIG or isinstance(value, str | bool):
                 keys.add(key)
@@ -108,7 +121,8 @@ def config_axes(recs: list[dict[str, Any]]) -> list[str]:
 
 def identity_axes(recs: list[dict[str, Any]]) -> list[str]:
     """What makes two runs the same cell and seed: IDENTITY plus the runs' config axes."""
-    return [*IDENTITY, *config_axes(recs)]
+    options = [k for k in DROPOUT_OPTIONS if any(rec.get(k) is not None for rec in recs)]
+    return [*IDENTITY, *options, *config_axes(recs)]
 
 
 def load(
@@ -146,11 +160,14 @@ def records(
     recs = [{k: _py(v) for k, v in row.items()} for row in df.to_dict("records")]
     for rec in recs:
         # γ is ignored by none/threshold and δ by the others: a sweep that sets γ on an N/A
-        # run has not made a different setting.
-        if rec["dropout"] not in ("random", "quantile"):
+        # run has not made a different setting (rdx.config records γ null there too).
+        if rec["dropout"] in ("none", "threshold"):
             rec["gamma"] = None
         if rec["dropout"] != "threshold":
             rec["delta"] = None
+        for option, mode in DROPOUT_OPTIONS.items():
+            if rec["dropout"] != mode and option in rec:
+                rec[option] = None
     if duplicates == "latest":
         recs, dropped = keep_latest(recs)
         if dropped and warn is not None:
@@ -236,22 +253,23 @@ class Grid:
 
 
 def _setting_key(rec: dict[str, Any]) -> tuple:
-    return (rec["dropout"], rec["gamma"], rec["delta"])
+    return (rec["dropout"], rec["gamma"], rec["delta"], bool(rec.get("random_replacement")))
 
 
 def _setting_order(key: tuple) -> tuple:
-    dropout, gamma, delta = key
+    dropout, gamma, delta, replacement = key
     rank = DROPOUTS.index(dropout) if dropout in DROPOUTS else len(DROPOUTS)
-    return (rank, str(dropout), gamma if gamma is not None else -1.0, delta or 0.0)
+    return (rank, str(dropout), replacement, gamma if gamma is not None else -1.0, delta or 0.0)
 
 
 def _setting_label(key: tuple) -> tuple[str, str]:
-    dropout, gamma, delta = key
+    dropout, gamma, delta, replacement = key
     if dropout == "none":
         return ("N/A", "–")
     if dropout == "threshold":
         return ("threshold", f"δ={fmt_value(delta)}" if delta is not None else "–")
-    return (str(dropout), fmt_value(gamma) if gamma is not None else "–")
+    name = f"{dropout} (with replacement)" if replacement else str(dropout)
+    return (name, fmt_value(gamma) if gamma is not None else "–")
 
 
 def _attributes(recs: list[dict[str, Any]], full_grid: bool) -> list[str]:
