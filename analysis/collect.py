@@ -84,6 +84,9 @@ def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str
             summary = _read_json(run_dir / "summary.json")
     except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         return None, {**record, "state": "unreadable", "reason": str(err)}
+    problem = _type_problem(status, summary)
+    if problem is not None:  # a damaged or foreign record: never a row of a table
+        return None, {**record, "state": "unreadable", "reason": problem}
     state = status.get("state", "unknown")
     if state == "completed" and summary:
         # `ended` lets analysis.tables --duplicates latest keep the run that ended last.
@@ -96,6 +99,47 @@ def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str
         reason = status.get("error") or ""
     axes = {k: summary.get(k) for k in AXES}
     return None, {**record, "state": state, "reason": reason, **axes}
+
+
+# What each summary field must hold for the tables: a wrong type marks the run unreadable
+# here instead of failing analysis.tables later on a string where a number was expected.
+_NUMBERS = ("acc", "reward", "acc_plus_reward")  # required numbers
+_OPTIONAL_NUMBERS = ("gamma", "delta", "lr", "reward_model_accuracy")
+_INTEGERS = ("seed", "epochs")
+_STRINGS = ("dataset", "attribute", "dropout", "model", "behavior", "reward_model", "init")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _type_problem(status: dict[str, Any], summary: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a run's status and summary, or None."""
+    if status and not isinstance(status.get("state", ""), str):
+        return f"status.json: state={status.get('state')!r} is not a string"
+    if not summary:
+        return None
+    for key, value in summary.items():
+        if key in _NUMBERS or key in _OPTIONAL_NUMBERS or key.startswith(("eval/", "train/")):
+            ok = _is_number(value) or (value is None and key not in _NUMBERS)
+        elif key in _INTEGERS:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif key in _STRINGS:
+            ok = isinstance(value, str) or value is None
+        else:
+            continue
+        if not ok:
+            return f"summary.json: {key}={value!r} is not a {_kind(key)}"
+    missing = [k for k in _NUMBERS if k not in summary]
+    if missing and status.get("state") == "completed":
+        return f"summary.json: no {', '.join(missing)}"
+    return None
+
+
+def _kind(key: str) -> str:
+    if key in _INTEGERS:
+        return "integer"
+    return "string" if key in _STRINGS else "number"
 
 
 def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -16,7 +16,6 @@ Run dirs in the CSV are relative to --runs (what collect writes).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import DUPLICATE_RULES, TableError, config_axes, fmt_value, load  # noqa: E402
+from rdx.records import read_jsonl as records_jsonl  # noqa: E402
 
 INIT_ORDER = ["random", "behavior", "pretrained"]
 FIG3_CONFIG = ("model", "behavior", "reward_model", "epochs", "lr")
@@ -53,16 +53,9 @@ HEAT_CMAP = ListedColormap(plt.get_cmap("YlOrRd")(np.linspace(0.0, 0.8, 256)))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (run killed mid-write) is skipped."""
-    out = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    """Records of a JSONL file; a torn last line (run killed mid-write) or any other line
+    that is not a JSON object is skipped (rdx.records.read_jsonl)."""
+    return records_jsonl(path)
 
 
 def epoch_curves(run_dir: Path) -> dict[int, dict[str, float]]:
@@ -117,8 +110,8 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in str(name)).strip("_")
 
 
-def _run_path(run_dir: str, root: Path | None) -> Path:
-    path = Path(run_dir)
+def _run_path(run_dir: str | int, root: Path | None) -> Path:
+    path = Path(str(run_dir))  # a CSV read elsewhere may hold job dirs 0, 1, ... as ints
     return path if root is None or path.is_absolute() else root / path
 
 

@@ -134,11 +134,13 @@ def load(
     that ended last and appends a line about the others to `warn`.
     """
     try:
-        df = pd.read_csv(csv)
+        df = pd.read_csv(csv, dtype={"run_dir": str})  # job dirs 0, 1, ... are names, not ints
     except FileNotFoundError as err:
         raise TableError(f"no such CSV: {csv}") from err
     except pd.errors.EmptyDataError as err:
         raise TableError(f"{csv} is empty") from err
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
+        raise TableError(f"{csv} is not a CSV of runs ({type(err).__name__})") from err
     return records(df, str(csv), duplicates, warn)
 
 

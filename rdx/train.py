@@ -196,7 +196,7 @@ def main(cfg: DictConfig) -> float | None:
         line = _user_error(err)
         if line is None:
             raise  # a bug: its traceback is what a developer needs (status.json says failed)
-        if isinstance(err, ConfigError):  # the others are recorded by execute()
+        if isinstance(err, ConfigError) and multirun:  # the others are recorded by execute()
             from rdx.records import RunRecords
 
             with contextlib.suppress(OSError):

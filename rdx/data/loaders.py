@@ -37,11 +37,12 @@ n_per_attribute // 10)`` when ``n_per_attribute`` is set, else all).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rdx.data.corpus import ATTRIBUTES, Corpus, DataError, Example
@@ -66,7 +67,21 @@ def check_source(name: str, path: str | None, hub: bool) -> None:
                 f"{_LOCAL_HINT[name]}) or dataset.hub=true to download it"
             )
         return
-    _local_files(name, Path(path))
+    for files in _local_files(name, Path(path)).values():
+        for f in files:  # contents too: a broken file fails here, in a second, without torch
+            st = f.stat()
+            _check_file(name, str(f), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_file(name: str, path: str, mtime_ns: int, size: int) -> None:
+    """Read a local data file as load_corpus will (once per version of the file: a sweep's
+    check reads it once)."""
+    if name == "agnews":
+        for _ in _agnews_rows(Path(path)):
+            pass
+    else:
+        read_text(Path(path))
 
 
 def load_corpus(
@@ -219,11 +234,11 @@ def _read_yelp(files: list[Path], held_out: bool | None) -> list[Example]:
     return examples
 
 
-def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
+def _agnews_rows(path: Path) -> Iterator[list[str]]:
     """Rows `class,title,description` (class 1-4), after an optional header row; any other
     row is a DataError naming the file and line, not a row silently skipped."""
-    path, examples, rows = files[0], [], 0
     reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    rows = 0
     try:
         for row in reader:
             if not row or not "".join(row).strip():
@@ -238,13 +253,19 @@ def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
             if row[0].strip() not in ("1", "2", "3", "4"):
                 raise DataError(f"{where}: class {row[0]!r}; expected 1, 2, 3 or 4")
             rows += 1
-            if held_out is None or held_out_row(",".join(row)) == held_out:
-                label = int(row[0]) - 1  # classes 1..4 -> world, sport, business, sci_tech
-                examples += [Example(s, "topic", label) for s in agnews_sentences(row[2])]
+            yield row
     except csv.Error as err:
         raise DataError(f"{path}:{reader.line_num}: not CSV ({err})") from None
     if rows == 0:
         raise DataError(f"{path}: no data rows (a header only?)")
+
+
+def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
+    examples = []
+    for row in _agnews_rows(files[0]):
+        if held_out is None or held_out_row(",".join(row)) == held_out:
+            label = int(row[0]) - 1  # classes 1..4 -> world, sport, business, sci_tech
+            examples += [Example(s, "topic", label) for s in agnews_sentences(row[2])]
     return examples
 
 
