@@ -174,10 +174,11 @@ def _read_jsonl(path: Path) -> list[Pair]:
             try:
                 record = json.loads(line)
                 pair = pair_of(record)
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
+            except (json.JSONDecodeError, KeyError, TypeError, DataError) as err:
+                why = str(err) if isinstance(err, DataError) else type(err).__name__
                 raise DataError(
                     f"dataset.path={path}: line {n} is not an HH record with chosen and "
-                    f"rejected dialogues ({type(err).__name__})"
+                    f"rejected dialogues ({why})"
                 ) from None
             if pair is not None:
                 pairs.append(pair)

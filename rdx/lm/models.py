@@ -139,7 +139,7 @@ def freeze_all_but_last_layer(model: PreTrainedModel) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     blocks = None
-    for attr in ("transformer.h", "model.decoder.layers", "model.layers"):
+    for attr in ("transformer.h", "model.decoder.layers", "model.layers", "gpt_neox.layers"):
         obj = model
         try:
             for part in attr.split("."):

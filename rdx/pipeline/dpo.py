@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from rdx.config import Config
+from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
 from rdx.pipeline.harmless import HarmlessPrepared, evaluate, summary
 from rdx.records import RunRecords
@@ -102,8 +103,10 @@ def train(
 
     datasets.disable_progress_bars()
     t = cfg.trainer
-    policy = copy.deepcopy(prep.reference).requires_grad_(True)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=t.lr)
+    policy = copy.deepcopy(prep.reference).float().requires_grad_(True)
+    if cfg.model.trainable == "last_layer":
+        freeze_all_but_last_layer(policy)
+    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=t.lr)
     start_epoch, step, history = 0, 0, []
     checkpoint = records.load_checkpoint()
     if checkpoint is not None:
@@ -113,6 +116,10 @@ def train(
         torch.set_rng_state(checkpoint["torch_rng"])
         log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
     records.trim_metrics(start_epoch)
+    if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
+        metrics, _ = evaluate(policy, prep, cfg.algo.eval_prompts)
+        records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
+        logger.log({"epoch": 0, **metrics}, step=0)
 
     for epoch in range(start_epoch, t.epochs):
         trainer = dpo_trainer(cfg, prep, policy, optimizer, records.dir, epoch)

@@ -157,7 +157,7 @@ def prepare(cfg: Config) -> HarmlessPrepared:
         reference = GPT2LMHeadModel.from_pretrained(sft_dir, dtype=torch.float32)
         codec, ref_id = Codec(tokenizer, TINY_POSITIONS), str(sft_dir)
     else:
-        reference = load_hub("causal", cfg.model.hub, dtype=torch.float32)
+        reference = load_hub("causal", cfg.model.hub, dtype=dtype)  # bf16 on GPU if asked
         hub_tok = load_hub("tokenizer", cfg.model.hub)
         codec = Codec(hub_tok, max_positions(reference.config))
         ref_id = local_id(cfg.model.hub)

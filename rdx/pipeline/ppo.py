@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from rdx.config import Config
+from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
 from rdx.method.objective import token_logprobs
 from rdx.method.ppo import (
@@ -71,9 +72,11 @@ def train(
     """Run (or resume) PPO; returns the summary written to summary.json."""
     t, a = cfg.trainer, cfg.algo
     device = next(prep.reference.parameters()).device
-    policy = copy.deepcopy(prep.reference).requires_grad_(True).train(False)  # dropout off
+    policy = copy.deepcopy(prep.reference).float().requires_grad_(True).eval()  # dropout off
+    if cfg.model.trainable == "last_layer":
+        freeze_all_but_last_layer(policy)
     head = ValueHead(policy.config.hidden_size).to(device)
-    params = [*policy.parameters(), *head.parameters()]
+    params = [p for p in policy.parameters() if p.requires_grad] + [*head.parameters()]
     optimizer = torch.optim.Adam(params, lr=t.lr)
 
     start_epoch, step, history = 0, 0, []
@@ -86,6 +89,10 @@ def train(
         torch.set_rng_state(checkpoint["torch_rng"])
         log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
     records.trim_metrics(start_epoch)
+    if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
+        metrics, _ = evaluate(policy, prep, cfg.algo.eval_prompts)
+        records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
+        logger.log({"epoch": 0, **metrics}, step=0)
 
     prompts = [p.prompt for p in prep.data.train]
     batch = min(t.batch_size, len(prompts))
