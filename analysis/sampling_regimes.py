@@ -5,11 +5,12 @@
 
 Each --regime is a space-separated list of `sampling.` overrides on top of the given run
 overrides. For each it builds (or reuses) the run's cached artifacts and prints one row:
-continuation length, the share of rows that ended at EOS, β's mean likelihood, R's mean
-probability of the attribute and its spread, and how much of R's verdict the continuation
-carries: the mean |R(prefix + continuation) − R(prefix alone)| and the share of samples
-whose R probability moves by more than 0.1. A regime where R only reads the prefix cannot
-test reward dropout: π can only change the continuation (docs/reproduction.md).
+continuation length, the share of continuations holding an EOS (where β would have
+stopped), β's mean likelihood, R's mean probability of the attribute and its spread, and
+how much of R's verdict the continuation carries: the mean |R(prefix + continuation) −
+R(prefix alone)| and the share of samples whose R probability moves by more than 0.1. A
+regime where R only reads the prefix cannot test reward dropout: π can only change the
+continuation (docs/reproduction.md).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ def measure(overrides: list[str]) -> dict[str, float]:
     prep = prepare(cfg)
     seqs = prep.train
     prob = torch.softmax(prep.reward_logits, -1)[:, prep.label]
-    prefixes, continuations, ended = prep.policy_codec.decode(seqs)
+    prefixes, _, _ = prep.policy_codec.decode(seqs)
+    cont = seqs.tokens[:, 1:] == prep.eos_id
+    has_eos = (cont.float() * seqs.mask()).sum(1) > 0  # an EOS among the scored tokens
     prefix_logits = classifier_logits(prep.reward_model, prep.reward_tokenizer, prefixes)
     prefix_prob = torch.softmax(prefix_logits, -1)[:, prep.label]
     moved = (prob - prefix_prob).abs()
     return {
         "cont_tokens": (seqs.lengths - seqs.prefix_lens).float().mean().item(),
-        "ended_at_eos": sum(ended) / len(ended),
+        "with_eos": has_eos.float().mean().item(),
         "beta_mean": prep.behavior_prob.mean().item(),
         "R_mean": prob.mean().item(),
         "R_std": prob.std().item(),

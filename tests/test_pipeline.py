@@ -114,7 +114,7 @@ def test_interrupted_run_resumes_to_the_same_summary(finished, cache, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         execute(smoke(cache), tmp_path)
     status = json.loads((tmp_path / "status.json").read_text())
-    assert status["state"] == "failed" and "simulated preemption" in status["error"]
+    assert status["state"] == "interrupted" and "resumes" in status["error"]  # Ctrl-C
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
     monkeypatch.setattr(RunRecords, "save_checkpoint", original)
@@ -202,3 +202,50 @@ def test_wandb_ignores_a_service_token_inherited_from_another_process(tmp_path, 
         assert "gone.sock" not in os.environ.get("WANDB_SERVICE", "")  # its own, new one
     finally:
         w.finish()
+
+
+def test_fixed_length_sets_train_epoch_e_on_set_e_mod_k(cache, tmp_path):
+    """sampling=fixed_length with two sample sets and a set rule: every trajectory, held-out
+    sample and π generation has T − p continuation tokens; epoch e's batches are set
+    e mod 2's rows (the mean of its steps' r̂ is that set's mean r̂: the 4 batches of 32
+    cover its 128 rows); prompt_quantile at γ=0.5 over 2 samples per prefix keeps one."""
+    from rdx.method.objective import bi_objective_reward
+    from rdx.pipeline.artifacts import prepare
+
+    cfg = smoke(
+        cache,
+        "sampling=fixed_length",
+        "sampling.fresh_per_epoch=2",
+        "trainer.epochs=3",
+        "dropout=prompt_quantile",
+        "gamma=0.5",
+    )
+    prep = prepare(cfg)
+    new = cfg.sampling.total_len - cfg.sampling.prefix_len
+    assert len(prep.sets) == 2 and len(prep.train) == 128
+    for s in prep.sets:
+        assert (s.seqs.lengths - s.seqs.prefix_lens == new).all()
+        assert (s.mask.sum(1) == new).all()
+    p = int(prep.train.prefix_lens[0])
+    a, b = (s.seqs.tokens for s in prep.sets)
+    assert torch.equal(a[:, :p], b[:, :p]) and not torch.equal(a, b)  # same prefixes, new draws
+    assert (prep.eval.lengths - prep.eval.prefix_lens == new).all()
+
+    execute(cfg, tmp_path)
+    records = RunRecords(tmp_path).read_metrics()
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["train/sample_set"] for r in epochs] == [0, 1, 0]
+    for e in range(3):
+        steps = [r["train/r_hat_mean"] for r in records if r["kind"] == "step" and r["epoch"] == e]
+        data = prep.sets[e % 2]
+        r_hat = bi_objective_reward(data.reward("logit", prep.label), data.behavior_prob)
+        assert sum(steps) / len(steps) == pytest.approx(r_hat.mean().item(), abs=1e-5)
+    keep = [r["train/keep_frac"] for r in records if r["kind"] == "step"]
+    assert sum(keep) / len(keep) == pytest.approx(0.5, abs=0.02)  # ties at the median keep both
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["stop_at_eos"], summary["fresh_per_epoch"], summary["prefix_pool"]) == (
+        False,
+        2,
+        "task",
+    )
+    assert summary["eval/length"] == new and summary["dropout"] == "prompt_quantile"

@@ -404,7 +404,10 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "dropout": cfg.dropout.mode,
         "gamma": cfg.gamma,
         "delta": cfg.dropout.delta,
-        "random_replacement": cfg.dropout.random_replacement,
+        # an axis of the random arm only: a quantile run with it set is the same run
+        "random_replacement": (
+            cfg.dropout.random_replacement if cfg.dropout.mode == "random" else None
+        ),
         "temperature": cfg.sampling.temperature,
         "stop_at_eos": cfg.sampling.stop_at_eos,
         "top_k": cfg.sampling.top_k,
