@@ -24,7 +24,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger("rdx")
 
@@ -192,10 +192,17 @@ class RunRecords:
         self.force_resume = False
 
     # lock -----------------------------------------------------------------
+    _held: ClassVar[set[Path]] = set()  # run dirs this process holds (lock() nests)
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run dir for this process (a flock, released by the kernel even on kill -9);
-        a second process gets RunDirError naming the holder's pid and host."""
+        a second process gets RunDirError naming the holder's pid and host. Nested calls in
+        the holding process (rdx.train, then rdx.run.execute) hold it once."""
+        key = self.dir.resolve()
+        if key in RunRecords._held:
+            yield
+            return
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(self.lock_path), timeout=0, is_singleton=False)
@@ -210,6 +217,7 @@ class RunRecords:
                 f"{owner.get('host', '?')} (since {owner.get('since', '?')}); wait for it to "
                 "end or pick another hydra.run.dir"
             ) from None
+        RunRecords._held.add(key)
         try:
             write_json(
                 self.owner_path,
@@ -218,6 +226,7 @@ class RunRecords:
             self._reserve()
             yield
         finally:
+            RunRecords._held.discard(key)
             with contextlib.suppress(OSError):
                 self.owner_path.unlink()
             lock.release()

@@ -19,6 +19,7 @@ any run did not complete: Hydra and submitit report failed jobs as completed (DE
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,7 +137,8 @@ def check_overrides(argv: list[str]) -> None:
             fail(f"{sweep}: a list of values sweeps only with -m; for a list value use key=[a,b]")
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             try:
-                base = compose("train", overrides=fixed, return_hydra_config=multirun)
+                base = compose("train", overrides=fixed, return_hydra_config=True)
+                out = base.hydra.sweep.dir if multirun else base.hydra.run.dir
                 params = base.hydra.sweeper.get("params") if multirun else None
                 params = OmegaConf.to_container(params) if params is not None else {}
                 preset = _parse([f"{k}={v}" for k, v in params.items()])
@@ -154,10 +156,31 @@ def check_overrides(argv: list[str]) -> None:
                     fail(_hydra_message(err) + where)
                 except ConfigError as err:
                     fail(f"{err}{where}")
+        problem = _unwritable(Path(str(out)))
+        if problem is not None:
+            print(f"rdx: run dir error: {problem}", file=sys.stderr)
+            sys.exit(2)
     except ConfigError as err:
         fail(str(err))
     finally:
         GlobalHydra.instance().clear()
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why Hydra could not create the output dir `path` (a read-only disk, a file in the
+    way), or None; checked before Hydra tries and fails with a traceback."""
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            return None
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{path}: {existing} is a file, not a directory"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{path}: {existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path}: {existing} is not writable"
+    return None
 
 
 def _user_error(err: BaseException) -> str | None:
@@ -188,10 +211,14 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = hydra_cfg.runtime.output_dir
     try:
         config = validate(OmegaConf.to_container(cfg, resolve=True))
-        from rdx.run import execute, preflight
+        from rdx.records import RunRecords
 
-        preflight(config)
-        return execute(config, run_dir)
+        # Held before torch loads: a second launch in this run dir is refused in a second.
+        with RunRecords(run_dir).lock():
+            from rdx.run import execute, preflight
+
+            preflight(config)
+            return execute(config, run_dir)
     except Exception as err:
         line = _user_error(err)
         if line is None:

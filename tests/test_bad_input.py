@@ -34,6 +34,7 @@ def _data(root: Path) -> dict[str, Path]:
             "test.csv": (good_csv + '"2","t","caf\xe9 cr\xe8me"\n').encode("latin-1")
         },
     }
+    (root / "a_file").write_text("not a directory\n")
     dirs = {}
     for name, files in cases.items():
         d = root / name
@@ -86,6 +87,9 @@ CASES = [
     ("unknown-appended-key", ["+trainer.lrr=0.1"], "trainer.lrr"),
     ("unparsable", ["trainer.lr=["], "trainer.lr=["),
     ("list-without-m", ["gamma=0.2,0.4"], "gamma=0.2,0.4"),
+    # where the records go
+    ("run-dir-under-a-file", ["hydra.run.dir={data}/a_file/run"], "a_file is a file"),
+    ("sweep-dir-under-a-file", ["-m", "seed=0,1", "hydra.sweep.dir={data}/a_file/sw"], "a_file"),
     # sweep lists: checked value by value before any job launches
     ("sweep-gamma", ["-m", "gamma=0.2,1.5"], "gamma=1.5"),
     ("sweep-lr", ["-m", "seed=0,1", "trainer.lr=0.1,inf"], "trainer.lr=inf"),
@@ -139,8 +143,11 @@ def run_cli(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
             "rdx.train",
             *args,
             "logger=none",
-            f"hydra.run.dir={tmp}/run",
-            f"hydra.sweep.dir={tmp}/sweep",
+            *[
+                f"hydra.{kind}.dir={tmp}/{kind}"
+                for kind in ("run", "sweep")
+                if not any(a.startswith(f"hydra.{kind}.dir=") for a in args)
+            ],
         ],
         capture_output=True,
         text=True,

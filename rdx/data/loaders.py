@@ -121,7 +121,9 @@ def load_corpus(
     train = [e for e in train if len(e.text.split()) <= max_words]
     test = [e for e in test if len(e.text.split()) <= max_words]
     if name == "synthetic":  # generated with exact counts: nothing to subsample
-        return Corpus(name, dict(ATTRIBUTES[name]), train, test)
+        corpus = Corpus(name, dict(ATTRIBUTES[name]), train, test)
+        _check_nonempty(corpus, path, max_words)
+        return corpus
     tasks = ATTRIBUTES[name]
     corpus = Corpus(
         name,
