@@ -13,7 +13,7 @@ PROJECT ?=
 STAMP := $(VENV)/.rdx-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run smoke test test-fast lint tables figures claims bench bench-quick clean
+.PHONY: help install run smoke test test-fast faults lint tables figures claims bench bench-quick clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: install ## Run the test suite (what CI runs)
 
 test-fast: install ## Tests without the slow end-to-end runs
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+faults: install ## Fault injection and the bad-input matrix, slow cases included (docs/reliability.md)
+	$(BIN)/python -m pytest -q tests/test_faults.py tests/test_bad_input.py
 
 lint: install ## ruff check
 	$(BIN)/ruff check .
