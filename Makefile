@@ -56,7 +56,8 @@ ifeq ($(SOURCE),wandb)
 else
 	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.collect --runs "$$runs" --out results/runs.csv
 endif
-	$(BIN)/python -m analysis.tables --csv results/runs.csv --out tables/ --duplicates $(DUPLICATES)
+	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES) --rest results/runs.offpolicy.csv
+	test ! -f results/runs.offpolicy.csv || $(BIN)/python -m analysis.tables --csv results/runs.offpolicy.csv --out tables/ --duplicates $(DUPLICATES)
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
 	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)

@@ -190,12 +190,13 @@ def tiny_harmless(cache, *overrides):
 
 
 @pytest.mark.parametrize("preset", ["falcon-1b", "pythia-2.8b", "gpt-j-6b", "mistral-7b"])
-def test_model_preset_runs_ppo_offline_on_its_architecture(preset, shared_cache, tmp_path):
+def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared_cache, tmp_path):
+    """Each preset's architecture class, tiny and random, through one PPO rollout batch
+    (sampling, R, π_ref, value head, dropout, updates) and the evaluation."""
+    import torch
     import yaml
 
-    from rdx.logger import WandbLogger
     from rdx.pipeline import harmless, ppo
-    from rdx.records import RunRecords
     from tests.harmless_hub import build
 
     hub_name = yaml.safe_load((ROOT / "conf" / "model" / f"{preset}.yaml").read_text())["hub"]
@@ -204,13 +205,16 @@ def test_model_preset_runs_ppo_offline_on_its_architecture(preset, shared_cache,
     cfg = tiny_harmless(shared_cache, f"model={preset}", f"model.hub={local}")
     prep = harmless.prepare(cfg)
     assert prep.paths["reference"] == local
-    records = RunRecords(tmp_path / "run")
-    logger = WandbLogger(cfg.logger, records.dir, "t", {}, None, [])
-    summary = ppo.train(cfg, prep, records, logger)
-    assert summary["model"] == preset and summary["algo"] == "ppo"
-    steps = [r for r in records.read_metrics() if r["kind"] == "step"]
-    assert len(steps) == 4 and all(0 <= r["train/keep_frac"] <= 1 for r in steps)
-    assert steps[0]["train/kl"] == pytest.approx(0.0, abs=1e-4)  # π starts as π_ref
+    policy = prep.reference.float().requires_grad_(True)  # π := π_ref here: one step only
+    head = ppo.ValueHead(policy.config.hidden_size)
+    opt = torch.optim.Adam([*policy.parameters(), *head.parameters()], lr=1e-3)
+    gens = {k: torch.Generator().manual_seed(k) for k in range(1, 5)}
+    prompts = [p.prompt for p in prep.data.train[:16]]
+    rec = ppo.ppo_step(cfg, prep, policy, head, opt, prompts, gens)
+    assert rec["train/kl"] == pytest.approx(0.0, abs=1e-4)  # the rollout was π_ref's own
+    assert rec["train/keep_frac"] == pytest.approx(4 / 16)  # quantile 0.8 of 16 distinct r̂
+    metrics, samples = harmless.evaluate_at(policy, prep, cfg, epoch=0)
+    assert len(samples) == 8 and -1e9 < metrics["eval/reward"] < 1e9
 
 
 # ------------------------------------------------------------------ end to end (slow)
@@ -304,3 +308,28 @@ def test_dpo_run_and_trl_loss_matches_the_closed_form(shared_cache, tmp_path):
     )
     assert ours.loss.item() != pytest.approx(0.6931, abs=1e-3)  # π ≠ π_ref: a real test
     assert trl_loss == pytest.approx(ours.loss.item(), rel=1e-4)
+
+
+def test_fig4_sweep_is_models_by_three_arms(monkeypatch):
+    from tests.test_sweeps import job_config, sweep_jobs, sweep_params
+
+    monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)  # hub presets offline
+    assert sweep_params("fig4")["model"] == [
+        "tiny",
+        "falcon-1b",
+        "pythia-2.8b",
+        "gpt-j-6b",
+        "mistral-7b",
+    ]
+    assert len(sweep_jobs("fig4", "seed=0,1,2")) == 45
+    assert len(sweep_jobs("fig4", "model=tiny", "seed=0,1,2")) == 9  # the CPU grid
+    arms = {}
+    for name in sweep_params("fig4")["+sweeps/arm"]:
+        cfg = job_config("sweeps=fig4", f"+sweeps/arm={name}", "model=tiny")
+        assert (cfg.sweep, cfg.dataset.name) == ("fig4", "hh_synthetic")
+        arms[name] = (cfg.algo.name, cfg.dropout.mode, cfg.gamma)
+    assert arms == {
+        "ppo": ("ppo", "none", None),
+        "ppo-rd": ("ppo", "quantile", 0.8),
+        "dpo": ("dpo", "none", None),
+    }

@@ -25,7 +25,7 @@ import torch
 from rdx.config import Config
 from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
-from rdx.pipeline.harmless import HarmlessPrepared, evaluate, summary
+from rdx.pipeline.harmless import HarmlessPrepared, evaluate_at, summary
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
@@ -117,7 +117,7 @@ def train(
         log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
     records.trim_metrics(start_epoch)
     if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
-        metrics, _ = evaluate(policy, prep, cfg.algo.eval_prompts)
+        metrics, _ = evaluate_at(policy, prep, cfg, epoch=-1)
         records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
         logger.log({"epoch": 0, **metrics}, step=0)
 
@@ -136,7 +136,7 @@ def train(
         step += trainer.state.global_step
         policy.eval()  # TRL leaves the model in train mode; dropout is off in any case
 
-        metrics, samples = evaluate(policy, prep, cfg.algo.eval_prompts)
+        metrics, samples = evaluate_at(policy, prep, cfg, epoch)
         history.append(metrics)
         records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
         logger.log({"epoch": epoch + 1, **metrics}, step=step)

@@ -318,17 +318,33 @@ def _add_cls(tokenizer) -> None:
 
 
 @torch.no_grad()
-def evaluate(policy: PreTrainedModel, prep: HarmlessPrepared, n_prompts: int) -> tuple[dict, list]:
-    """π's greedy responses to the first n held-out prompts: R's score, π_ref's likelihood,
+def evaluate(
+    policy: PreTrainedModel,
+    prep: HarmlessPrepared,
+    n_prompts: int,
+    *,
+    temperature: float,
+    generator: torch.Generator | None,
+) -> tuple[dict, list]:
+    """π's responses to the first n held-out prompts: R's score, π_ref's likelihood,
     BLEU/ROUGE/METEOR against the chosen response, length, diversity; and π's teacher-forced
-    accuracy on the held-out chosen responses. Greedy, so the figures need no sampling seed."""
+    accuracy on the held-out chosen responses.
+
+    Sampled at the rollout temperature from a seeded stream, not greedy: a greedy tiny
+    policy answers every harmful prompt the same way, so R's mean would only be a 0/1
+    switch, while samples measure how often and how well π refuses."""
     from rdx.pipeline.textmetrics import distinct_n, text_metrics
 
     device = next(policy.parameters()).device
     pairs = prep.data.test[:n_prompts]
     prompts = [p.prompt for p in pairs]
     out = sample_sequences(
-        policy, prep.prompt_rows(prompts), prep.new_tokens, temperature=0, eos_id=prep.eos_id
+        policy,
+        prep.prompt_rows(prompts),
+        prep.new_tokens,
+        temperature=temperature,
+        generator=generator,
+        eos_id=prep.eos_id,
     )
     _, responses, _ = prep.codec.decode(out)
     reward = prep.score(prompts, responses)
@@ -353,6 +369,21 @@ def evaluate(policy: PreTrainedModel, prep: HarmlessPrepared, n_prompts: int) ->
         for p, resp, rew in zip(pairs, responses, reward.tolist(), strict=True)
     ]
     return metrics, samples
+
+
+EVAL_STREAM = 9  # the evaluation's random stream (trainers use 1-4)
+
+
+def evaluate_at(policy, prep: HarmlessPrepared, cfg: Config, epoch: int) -> tuple[dict, list]:
+    """The evaluation after `epoch` (−1: before training), on a stream fixed by (seed,
+    epoch), so that the arms of a seed see the same draws and a resumed run replays them."""
+    return evaluate(
+        policy,
+        prep,
+        cfg.algo.eval_prompts,
+        temperature=cfg.algo.temperature,
+        generator=stream(cfg.seed, epoch, EVAL_STREAM),
+    )
 
 
 def summary(cfg: Config, prep: HarmlessPrepared, history: list[dict[str, Any]]) -> dict[str, Any]:

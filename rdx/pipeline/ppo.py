@@ -39,7 +39,7 @@ from rdx.method.ppo import (
     sequence_prob,
     token_rewards,
 )
-from rdx.pipeline.harmless import HarmlessPrepared, evaluate, stream, summary
+from rdx.pipeline.harmless import HarmlessPrepared, evaluate_at, stream, summary
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
@@ -70,7 +70,7 @@ def train(
     cfg: Config, prep: HarmlessPrepared, records: RunRecords, logger: WandbLogger
 ) -> dict[str, Any]:
     """Run (or resume) PPO; returns the summary written to summary.json."""
-    t, a = cfg.trainer, cfg.algo
+    t = cfg.trainer
     device = next(prep.reference.parameters()).device
     policy = copy.deepcopy(prep.reference).float().requires_grad_(True).eval()  # dropout off
     if cfg.model.trainable == "last_layer":
@@ -90,7 +90,7 @@ def train(
         log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
     records.trim_metrics(start_epoch)
     if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
-        metrics, _ = evaluate(policy, prep, cfg.algo.eval_prompts)
+        metrics, _ = evaluate_at(policy, prep, cfg, epoch=-1)
         records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
         logger.log({"epoch": 0, **metrics}, step=0)
 
@@ -110,7 +110,7 @@ def train(
                 records.append_metrics({"kind": "step", "step": step, "epoch": epoch, **rec})
                 logger.log(rec, step=step)
 
-        metrics, samples = evaluate(policy, prep, a.eval_prompts)
+        metrics, samples = evaluate_at(policy, prep, cfg, epoch)
         history.append(metrics)
         records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
         logger.log({"epoch": epoch + 1, **metrics}, step=step)
