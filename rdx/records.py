@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -172,6 +173,16 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
+def _write_error(path: Path, err: RuntimeError) -> OSError:
+    """The OSError behind a RuntimeError of torch.save: a full disk, else an I/O error."""
+    try:
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        full = False
+    code = errno.ENOSPC if full else errno.EIO
+    return OSError(code, os.strerror(code) + ("" if full else f" ({err})"), str(path))
+
+
 # THE RUN DIR ---------------------------------------------------------------------------
 
 
@@ -223,6 +234,7 @@ class RunRecords:
                 self.owner_path,
                 {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()},
             )
+            self._clean_stale()
             self._reserve()
             yield
         finally:
@@ -230,6 +242,14 @@ class RunRecords:
             with contextlib.suppress(OSError):
                 self.owner_path.unlink()
             lock.release()
+
+    def _clean_stale(self) -> None:
+        """Remove temp files of writes cut short (kill -9, a full disk): with the lock held,
+        no live writer owns them."""
+        for stale in self.dir.glob(".*.tmp-*"):
+            log.info("removing stale %s", stale)
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     def _reserve(self) -> None:
         """Keep a few KiB of disk for the final status.json (set_status frees it on ENOSPC)."""
@@ -321,7 +341,10 @@ class RunRecords:
         tmp = _tmp_name(self.checkpoint_path)
         try:
             with tmp.open("wb") as f:
-                torch.save(state, f)
+                try:
+                    torch.save(state, f)
+                except RuntimeError as err:  # torch's zip writer reports ENOSPC this way
+                    raise _write_error(tmp, err) from err
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.checkpoint_path)

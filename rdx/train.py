@@ -19,6 +19,7 @@ any run did not complete: Hydra and submitit report failed jobs as completed (DE
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -208,6 +209,9 @@ def _user_error(err: BaseException) -> str | None:
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    # A log line that cannot be written (train.log on a full disk) is dropped, not printed
+    # to stderr as a traceback of its own.
+    logging.raiseExceptions = False
     run_dir = hydra_cfg.runtime.output_dir
     try:
         config = validate(OmegaConf.to_container(cfg, resolve=True))

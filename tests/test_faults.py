@@ -273,6 +273,13 @@ def held_by_another_process(run_dir: Path) -> Iterator[subprocess.Popen]:
         holder.wait()
 
 
+def test_stale_temp_files_of_a_killed_write_are_removed_by_the_next_holder(tmp_path):
+    for name in (".status.json.tmp-4242", ".checkpoint.pt.tmp-4242"):
+        (tmp_path / name).write_bytes(b"\0" * 1000)  # what kill -9 mid-write leaves
+    with RunRecords(tmp_path).lock():
+        assert tmp_files(tmp_path) == []
+
+
 def test_second_holder_of_a_run_dir_is_told_the_pid_and_host(tmp_path):
     with held_by_another_process(tmp_path) as holder:
         with pytest.raises(RunDirError) as err:
