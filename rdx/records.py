@@ -33,11 +33,15 @@ log = logging.getLogger("rdx")
 # completed one answers, across changes of these. Everything else is part of the hash.
 # logger.*: where the numbers are sent; trainer.threads: CPU threads (same arithmetic);
 # trainer.log_every: how often step records are written; stage: prepare is a prefix of
-# train; cache_dir: artifacts are content-addressed; sweep: a label; resume: this policy.
+# train; cache_dir: artifacts are content-addressed; sweep: a label; resume: this policy;
+# trainer.epochs: epoch k is the same in a run of any length (every random stream is seeded
+# by epoch, the learning rate is constant), so a run extends from its checkpoint; rdx.run
+# refuses fewer epochs than a checkpoint holds and answers a completed run only for its own.
 UNHASHED = (
     "logger",
     "trainer.threads",
     "trainer.log_every",
+    "trainer.epochs",
     "stage",
     "cache_dir",
     "sweep",

@@ -127,8 +127,18 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
             )
         log.warning("resume=force: continuing %s made with other settings (%s)", what, said)
         records.force_resume = True
+    epochs = cfg.trainer.epochs
+    if checkpoint and checkpoint["epoch"] > epochs:
+        raise RunDirError(
+            f"run dir {records.dir} holds a run of {checkpoint['epoch']} epochs and "
+            f"trainer.epochs={epochs} asks for fewer; pick another hydra.run.dir"
+        )
+    # Same settings: a completed run answers for its own number of epochs; asked for more,
+    # it resumes from its checkpoint and trains on.
+    if not isinstance(summary, dict) or status.get("state") != "completed":
         return False
-    return status.get("state") == "completed" and isinstance(summary, dict)
+    held = summary["epochs"] if "epochs" in summary else (checkpoint or {}).get("epoch")
+    return held in (None, epochs) and not records.force_resume
 
 
 def _saved_identity(records: RunRecords) -> dict | None:

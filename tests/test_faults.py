@@ -232,13 +232,13 @@ def test_config_hash_ignores_only_what_does_not_change_results():
         {"cache_dir": "/elsewhere"},
         {"sweep": "table1"},
         {"resume": "force"},
+        {"trainer__epochs": 6},  # a run extends; rdx.run checks the checkpoint's epoch
     ):
         assert config_hash(config_identity(changed(**same))) == h, same
     for different in (
         {"gamma": 0.5},
         {"seed": 1},
         {"trainer__lr": 1e-3},
-        {"trainer__epochs": 6},
         {"dropout__mode": "random"},
         {"sampling__temperature": 1.0},
         {"dataset__path": "/data"},
@@ -483,14 +483,26 @@ def test_completed_dir_answers_only_the_same_settings(tmp_path, monkeypatch, cap
 
 def test_resume_force_continues_under_new_settings(tmp_path, monkeypatch, caplog):
     trained = fake_pipeline(monkeypatch)
-    execute(cfg(), tmp_path)
+    execute(cfg(epochs=1), tmp_path)
+    changed = cfg(epochs=2, trainer__lr=1e-3, resume="force")
     with caplog.at_level(logging.WARNING, logger="rdx"):
-        execute(cfg(epochs=3, resume="force"), tmp_path)
-    assert "resume=force" in caplog.text and "trainer.epochs=2->3" in caplog.text
-    assert trained == [0, 1, 2]
+        execute(changed, tmp_path)
+    assert "resume=force" in caplog.text and "trainer.lr=0.0005->0.001" in caplog.text
+    assert trained == [0, 1]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "completed"
-    assert status["config_hash"] == config_hash(config_identity(dataclasses.asdict(cfg(epochs=3))))
+    assert status["config_hash"] == config_hash(config_identity(dataclasses.asdict(changed)))
+
+
+def test_more_epochs_extend_a_run_and_fewer_are_refused(tmp_path, monkeypatch, caplog):
+    trained = fake_pipeline(monkeypatch)
+    assert execute(cfg(epochs=2), tmp_path) == pytest.approx(1.8)
+    assert execute(cfg(epochs=3), tmp_path) == pytest.approx(2.8)  # epoch 2 only
+    assert trained == [0, 1, 2]
+    assert json.loads((tmp_path / "status.json").read_text())["attempts"] == 2
+    with pytest.raises(RunDirError, match="holds a run of 3 epochs and trainer.epochs=2"):
+        execute(cfg(epochs=2), tmp_path)
+    assert execute(cfg(epochs=3), tmp_path) == pytest.approx(2.8) and trained == [0, 1, 2]
 
 
 def test_ctrl_c_ends_interrupted_and_resumes(tmp_path, monkeypatch):
