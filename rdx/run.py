@@ -106,7 +106,7 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
         summary = None
     if checkpoint is None and summary is None:
         return False
-    what = f"a run of epoch {checkpoint['epoch']}" if checkpoint else "a run's summary"
+    what = f"a run checkpointed at epoch {checkpoint['epoch']}" if checkpoint else "a run's summary"
     if cfg.resume == "never":
         raise RunDirError(
             f"run dir {records.dir} holds {what} and resume=never; pick another "

@@ -138,7 +138,9 @@ def load_corpus(
 def _check_nonempty(corpus: Corpus, path: str | None, max_words: int) -> None:
     """A corpus needs training and held-out sentences: a tokenizer or classifier trained on
     none is a broken artifact that would be cached for every later run."""
-    source = f"dataset.path={path}" if path else "the hub"
+    source = f"dataset.path={path}" if path else "generated"
+    if not path and corpus.name != "synthetic":
+        source = "the hub"
     for split, examples in (("training", corpus.train), ("held-out", corpus.test)):
         if not examples:
             raise DataError(
