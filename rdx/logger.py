@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rdx.config import LoggerConfig
+from rdx.records import write_atomic
 
 log = logging.getLogger("rdx")
 
@@ -77,8 +78,10 @@ class WandbLogger:
 
         drop_inherited_service()
         id_path = run_dir / ".wandb_id"
-        run_id = id_path.read_text().strip() if id_path.exists() else secrets.token_hex(4)
-        id_path.write_text(run_id)
+        run_id = id_path.read_text(errors="replace").strip() if id_path.exists() else ""
+        if not re.fullmatch(r"[0-9a-z]{1,64}", run_id):  # absent, torn or garbage: a new run
+            run_id = secrets.token_hex(4)
+        write_atomic(id_path, run_id)
         self.run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,

@@ -569,6 +569,22 @@ def test_logger_auto_honours_wandb_environment(monkeypatch, tmp_path, env, mode)
     assert resolve_mode(LoggerConfig(mode="online")) == "online"  # an explicit mode wins
 
 
+@pytest.mark.parametrize("stored", [b"", b"\xff\xfe\x00", b"../../etc", b"ab12cd34"])
+def test_a_damaged_wandb_id_starts_a_new_run_id(tmp_path, monkeypatch, stored):
+    from rdx.logger import WandbLogger
+
+    seen = {}
+    fake = types.SimpleNamespace(init=lambda **kw: seen.update(kw) or types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    (tmp_path / ".wandb_id").write_bytes(stored)
+    WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
+    if stored == b"ab12cd34":
+        assert seen["id"] == "ab12cd34"  # a requeued job continues its W&B run
+    else:
+        assert len(seen["id"]) == 8 and seen["id"] != stored.decode("latin-1")
+    assert (tmp_path / ".wandb_id").read_text() == seen["id"]
+
+
 # ---------------------------------------------------------------- analysis
 
 
