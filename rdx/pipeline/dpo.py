@@ -49,7 +49,6 @@ def dpo_trainer(cfg: Config, prep: HarmlessPrepared, policy, optimizer, run_dir,
     from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
-    t = cfg.trainer
     pairs = prep.data.train
     data = Dataset.from_dict(
         {
@@ -59,7 +58,30 @@ def dpo_trainer(cfg: Config, prep: HarmlessPrepared, policy, optimizer, run_dir,
         }
     )
     seed = cfg.seed * 1_000_003 + epoch * 101  # the epoch's data order (rdx.pipeline.harmless)
-    args = DPOConfig(
+    with warnings.catch_warnings():  # transformers 5's deprecation notices about TRL's defaults
+        warnings.simplefilter("ignore")
+        args = _config(DPOConfig, cfg, prep, policy, run_dir, seed)
+    tokenizer = prep.codec.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = DPOTrainer(
+            model=policy,
+            ref_model=prep.reference,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+            optimizers=(optimizer, None),
+        )
+    trainer.remove_callback(PrinterCallback)  # rdx logs TRL's records itself
+    return trainer
+
+
+def _config(config_cls, cfg: Config, prep: HarmlessPrepared, policy, run_dir, seed: int):
+    """TRL's DPOConfig for one rdx epoch: rdx's batch, lr and β; nothing saved or reported."""
+    t = cfg.trainer
+    return config_cls(
         output_dir=str(run_dir / "trl"),
         per_device_train_batch_size=t.batch_size,
         num_train_epochs=1,
@@ -78,21 +100,6 @@ def dpo_trainer(cfg: Config, prep: HarmlessPrepared, policy, optimizer, run_dir,
         fp16=t.precision == "fp16",
         dataloader_num_workers=0,
     )
-    tokenizer = prep.codec.tokenizer
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer = DPOTrainer(
-            model=policy,
-            ref_model=prep.reference,
-            args=args,
-            train_dataset=data,
-            processing_class=tokenizer,
-            optimizers=(optimizer, None),
-        )
-    trainer.remove_callback(PrinterCallback)  # rdx logs TRL's records itself
-    return trainer
 
 
 def train(
