@@ -64,13 +64,13 @@ def test_gae_by_hand():
     assert ret.tolist() == [pytest.approx([0.6, 0.9, 0.0])]
 
 
-def test_a_dropped_sample_has_zero_advantage_and_does_not_enter_the_whitening():
-    adv = torch.tensor([[0.4, 0.5], [100.0, -100.0]])
-    mask = torch.ones(2, 2)
+def test_a_dropped_sample_has_zero_advantage_after_whitening_over_the_batch():
+    adv = torch.tensor([[1.0, 3.0, 7.0], [-1.0, 1.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])  # the 7.0 sits on padding
     out = kept_advantages(adv, mask, torch.tensor([True, False]))
-    # kept tokens 0.4, 0.5: mean 0.45, population std 0.05 → −1, +1
-    assert out[0].tolist() == pytest.approx([-1.0, 1.0], abs=1e-5)
-    assert out[1].tolist() == [0.0, 0.0]
+    # the batch's 4 response tokens: mean 1, centred [0, 2, −2, 0], population std √2
+    assert out[0].tolist() == pytest.approx([0.0, 2**0.5, 0.0], abs=1e-5)
+    assert out[1].tolist() == [0.0, 0.0, 0.0]  # dropped: no advantage at all
 
 
 def test_ppo_loss_by_hand_and_dropped_samples_give_zero_gradient():

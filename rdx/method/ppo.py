@@ -9,7 +9,7 @@ marks them in right-padded rows):
   d_i   = keep_mask(mode, r̂)            the same dropout modes as the off-policy trainer
   r_i,t = −c_kl · (ln π_old − ln π_ref)_t  + R_i · [t = n_i]   (KL penalty, score at the end)
   A, G  = GAE(r, V_old; γ, λ)            advantages and returns per token
-  A    ← whiten(A) over the kept tokens, then A_i,t = 0 for dropped i
+  A    ← whiten(A) over the batch's response tokens, then A_i,t = 0 for dropped i
   L_π   = mean over kept tokens of max(−A ρ, −A clip(ρ, 1 ± ε_clip)),  ρ = π_θ / π_old
   L_V   = ½ · mean over kept tokens of max((V − G)², (clip(V, V_old ± ε_v) − G)²)
 
@@ -110,9 +110,13 @@ def whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def kept_advantages(advantages: Tensor, mask: Tensor, keep: Tensor) -> Tensor:
-    """Whiten over the kept responses' tokens; a dropped response's advantage is 0."""
-    kept = mask.float() * keep.float()[:, None]
-    return whiten(advantages, kept)
+    """Whiten over the whole rollout batch's response tokens, then 0 for a dropped response.
+
+    The batch's statistics, not the kept responses' own: the kept few are the high-r̂ ones,
+    and centring them on their own mean would push half of them down, undoing the selection
+    (measured: whitening over the kept tokens only left PPO + R.D. below PPO on every metric).
+    """
+    return whiten(advantages, mask) * keep.float()[:, None]
 
 
 @dataclass

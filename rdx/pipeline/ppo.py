@@ -7,7 +7,7 @@ Per epoch, the training prompts are shuffled and cut into rollout batches of
 trainer.batch_size prompts. Per rollout batch: π samples a response to each prompt; R scores
 it; the frozen π_ref gives ln π_ref per token; reward dropout keeps d_i on r̂ = R + ln π_ref
 (algo.score); token rewards (KL penalty + R at the end), GAE, advantages whitened over the
-kept tokens; then algo.ppo_epochs passes of clipped policy + value loss over minibatches,
+batch and zeroed for dropped responses; then algo.ppo_epochs passes of clipped policy + value loss over minibatches,
 dropped responses outside every mean (rdx.method.ppo). A scalar value head on π's last
 hidden state shares π's trunk. Each epoch ends with a held-out evaluation and a checkpoint.
 
