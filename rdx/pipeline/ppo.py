@@ -7,9 +7,10 @@ Per epoch, the training prompts are shuffled and cut into rollout batches of
 trainer.batch_size prompts. Per rollout batch: π samples a response to each prompt; R scores
 it; the frozen π_ref gives ln π_ref per token; reward dropout keeps d_i on r̂ = R + ln π_ref
 (algo.score); token rewards (KL penalty + R at the end), GAE, advantages whitened over the
-batch and zeroed for dropped responses; then algo.ppo_epochs passes of clipped policy + value loss over minibatches,
-dropped responses outside every mean (rdx.method.ppo). A scalar value head on π's last
-hidden state shares π's trunk. Each epoch ends with a held-out evaluation and a checkpoint.
+batch and zeroed for dropped responses; then algo.ppo_epochs passes of clipped policy +
+value loss over minibatches, dropped responses outside every mean (rdx.method.ppo). A
+scalar value head on π's last hidden state shares π's trunk. Each epoch ends with a
+held-out evaluation and a checkpoint.
 
 Why not TRL's PPO: TRL 1.x removed its PPOTrainer (trl.experimental has no ppo module in
 1.16), and the 0.x PPOTrainer computes scores inside its train() loop with no hook on the
