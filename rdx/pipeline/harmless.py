@@ -170,13 +170,14 @@ def prepare(cfg: Config) -> HarmlessPrepared:
     else:
         rm_key = {"data": source, "reward": {**reward, "hub": local_id(r.hub)}}
     build = partial(_build_reward, cfg=cfg, data=data, tokenizer_dir=tok_dir, device=device)
-    rm_dir = cached(root, "hh_reward", rm_key, build, version=1)
+    rm_dir = cached(root, "hh_reward", rm_key, build, version=2)  # 2: left truncation
     reward_model = AutoModelForSequenceClassification.from_pretrained(rm_dir).to(device, dtype)
     reward_tokenizer = load_tokenizer(rm_dir) if r.hub is None else load_hub("tokenizer", rm_dir)
     if r.hub is None:
         _add_cls(reward_tokenizer)
     elif reward_tokenizer.pad_token is None:
         reward_tokenizer.pad_token = reward_tokenizer.eos_token
+    reward_tokenizer.truncation_side = "left"  # a long dialogue keeps its end: the response
     accuracy = json.loads((rm_dir / "metrics.json").read_text())["heldout_pairwise_accuracy"]
     torch.set_num_threads(threads)
 
@@ -261,6 +262,7 @@ def _build_reward(
         model.config.pad_token_id = rtok.pad_token_id
         max_tokens = HUB_RM_MAX_TOKENS
     model = model.to(device)
+    rtok.truncation_side = "left"  # a long HH dialogue keeps its end, the response R judges
     enc = partial(rtok, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
     g = torch.Generator().manual_seed(BUILD_SEED)
     opt = torch.optim.AdamW(model.parameters(), lr=r.train_lr, weight_decay=0.01)
