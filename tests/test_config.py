@@ -106,7 +106,7 @@ def test_unknown_key_is_rejected():
         (
             ["dropout=quantil"],
             "rdx: config error: dropout='quantil': "
-            "expected one of none, quantile, random, threshold",
+            "expected one of global_top, none, prompt_quantile, quantile, random, threshold",
         ),
         (["-m", "dropout=none,rand"], "rdx: config error: dropout='rand': expected one of"),
         (["attribute=happy"], "rdx: config error: attribute='happy'"),

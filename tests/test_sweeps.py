@@ -197,7 +197,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     [
         (
             "sweeps=tabel1",
-            "rdx: config error: sweeps='tabel1': expected one of fig3, smoke, table1",
+            "rdx: config error: sweeps='tabel1': expected one of fig3, fig4, rules, smoke, table1",
         ),
         (
             "launcher=slrum",
