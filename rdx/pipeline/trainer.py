@@ -1,9 +1,10 @@
 """The training run: π learns off-policy from β's stored trajectories (paper Eq. 7, Alg. 1).
 
-Reads top to bottom: build π, resume if a checkpoint exists, then per epoch shuffle, step
-through batches with reward dropout, evaluate on held-out prefixes, checkpoint. The data
-are π-token `Sequences` and a precomputed mask (rdx.pipeline.artifacts), whether or not π shares β's
-tokenizer. On CUDA out-of-memory a step is retried in micro-batches of half the size.
+Reads top to bottom: build π, resume if a checkpoint exists, then per epoch take that
+epoch's sample set (sampling.fresh_per_epoch), shuffle, step through batches with reward
+dropout, evaluate on held-out prefixes, checkpoint. The data are π-token `Sequences` and a
+precomputed mask (rdx.pipeline.artifacts), whether or not π shares β's tokenizer. On CUDA
+out-of-memory a step is retried in micro-batches of half the size.
 """
 
 from __future__ import annotations
