@@ -189,6 +189,7 @@ def tiny_harmless(cache, *overrides):
     )
 
 
+@pytest.mark.slow  # 5-30 s each on 2 shared cores
 @pytest.mark.parametrize("preset", ["falcon-1b", "pythia-2.8b", "gpt-j-6b", "mistral-7b"])
 def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared_cache, tmp_path):
     """Each preset's architecture class, tiny and random, through one PPO rollout batch
