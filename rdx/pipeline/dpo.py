@@ -25,7 +25,12 @@ import torch
 from rdx.config import Config
 from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
-from rdx.pipeline.harmless import HarmlessPrepared, evaluate_at, summary
+from rdx.pipeline.harmless import (
+    HarmlessPrepared,
+    record_baseline,
+    record_epoch,
+    summary,
+)
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
@@ -124,9 +129,7 @@ def train(
         log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
     records.trim_metrics(start_epoch)
     if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
-        metrics, _ = evaluate_at(policy, prep, cfg, epoch=-1)
-        records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
-        logger.log({"epoch": 0, **metrics}, step=0)
+        record_baseline(policy, prep, cfg, records, logger)
 
     for epoch in range(start_epoch, t.epochs):
         trainer = dpo_trainer(cfg, prep, policy, optimizer, records.dir, epoch)
@@ -143,19 +146,7 @@ def train(
         step += trainer.state.global_step
         policy.eval()  # TRL leaves the model in train mode; dropout is off in any case
 
-        metrics, samples = evaluate_at(policy, prep, cfg, epoch)
-        history.append(metrics)
-        records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
-        logger.log({"epoch": epoch + 1, **metrics}, step=step)
-        records.write_jsonl("samples.jsonl", samples)
-        log.info(
-            "epoch %d/%d  eval/reward %.3f  eval/likelihood %.3f  eval/meteor %.3f",
-            epoch + 1,
-            t.epochs,
-            metrics["eval/reward"],
-            metrics["eval/likelihood"],
-            metrics["eval/meteor"],
-        )
+        history.append(record_epoch(policy, prep, cfg, epoch, step, records, logger))
         records.save_checkpoint(
             {
                 "model": policy.state_dict(),

@@ -388,6 +388,33 @@ def evaluate_at(policy, prep: HarmlessPrepared, cfg: Config, epoch: int) -> tupl
     )
 
 
+def record_baseline(policy, prep: HarmlessPrepared, cfg: Config, records, logger) -> None:
+    """π_ref's own figures before any training (kind "init"), the baseline of every arm."""
+    metrics, _ = evaluate_at(policy, prep, cfg, epoch=-1)
+    records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
+    logger.log({"epoch": 0, **metrics}, step=0)
+
+
+def record_epoch(
+    policy, prep: HarmlessPrepared, cfg: Config, epoch: int, step: int, records, logger
+) -> dict[str, Any]:
+    """Evaluate after `epoch` and write it where every algo writes it: metrics.jsonl, W&B,
+    samples.jsonl and the log line; returns the epoch's metrics (the run's history entry)."""
+    metrics, samples = evaluate_at(policy, prep, cfg, epoch)
+    records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
+    logger.log({"epoch": epoch + 1, **metrics}, step=step)
+    records.write_jsonl("samples.jsonl", samples)
+    log.info(
+        "epoch %d/%d  eval/reward %.3f  eval/likelihood %.3f  eval/meteor %.3f",
+        epoch + 1,
+        cfg.trainer.epochs,
+        metrics["eval/reward"],
+        metrics["eval/likelihood"],
+        metrics["eval/meteor"],
+    )
+    return metrics
+
+
 def summary(cfg: Config, prep: HarmlessPrepared, history: list[dict[str, Any]]) -> dict[str, Any]:
     """summary.json of a PPO or DPO run: the last epoch's eval/* and the run's axes.
 

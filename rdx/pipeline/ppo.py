@@ -40,7 +40,13 @@ from rdx.method.ppo import (
     sequence_prob,
     token_rewards,
 )
-from rdx.pipeline.harmless import HarmlessPrepared, evaluate_at, stream, summary
+from rdx.pipeline.harmless import (
+    HarmlessPrepared,
+    record_baseline,
+    record_epoch,
+    stream,
+    summary,
+)
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
@@ -91,9 +97,7 @@ def train(
         log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
     records.trim_metrics(start_epoch)
     if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
-        metrics, _ = evaluate_at(policy, prep, cfg, epoch=-1)
-        records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
-        logger.log({"epoch": 0, **metrics}, step=0)
+        record_baseline(policy, prep, cfg, records, logger)
 
     prompts = [p.prompt for p in prep.data.train]
     batch = min(t.batch_size, len(prompts))
@@ -111,19 +115,7 @@ def train(
                 records.append_metrics({"kind": "step", "step": step, "epoch": epoch, **rec})
                 logger.log(rec, step=step)
 
-        metrics, samples = evaluate_at(policy, prep, cfg, epoch)
-        history.append(metrics)
-        records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
-        logger.log({"epoch": epoch + 1, **metrics}, step=step)
-        records.write_jsonl("samples.jsonl", samples)
-        log.info(
-            "epoch %d/%d  eval/reward %.3f  eval/likelihood %.3f  eval/meteor %.3f",
-            epoch + 1,
-            t.epochs,
-            metrics["eval/reward"],
-            metrics["eval/likelihood"],
-            metrics["eval/meteor"],
-        )
+        history.append(record_epoch(policy, prep, cfg, epoch, step, records, logger))
         records.save_checkpoint(
             {
                 "model": policy.state_dict(),
