@@ -49,7 +49,7 @@ def test_three_tokenizers_end_to_end(hub, cache, tmp_path, caplog):
     # π's rows hold β's trajectories: the same text, in π's tokens, BOS first
     b_pre, b_cont, b_end = prep.behavior_codec.decode(
         Sequences.from_samples(
-            torch.load(Path(prep.paths["trajectories"]) / "trajectories.pt")["train"]["tokens"],
+            torch.load(Path(prep.paths["trajectories"]) / "trajectories.pt")["train"][0]["tokens"],
             4,
             prep.behavior_codec.eos_id,
         )
