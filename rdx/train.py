@@ -205,7 +205,9 @@ def _user_error(err: BaseException) -> str | None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+# An absolute path: relative ones resolve against the importing module, which breaks
+# `python -m rdx.prepare` (it calls this same entry point).
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

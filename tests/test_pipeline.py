@@ -249,3 +249,26 @@ def test_fixed_length_sets_train_epoch_e_on_set_e_mod_k(cache, tmp_path):
         "task",
     )
     assert summary["eval/length"] == new and summary["dropout"] == "prompt_quantile"
+
+
+def test_prepare_entry_point_builds_the_artifacts_and_checks_typos(cache, tmp_path):
+    """`python -m rdx.prepare` runs the train CLI with stage=prepare: artifacts built, the run
+    completed without training; a mistyped group option is the same one-line error."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RDX_CACHE": str(cache)}
+    run_dir = tmp_path / "prep"
+    args = ["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdx.prepare", *args], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "completed"
+    assert not (run_dir / "summary.json").exists()  # nothing trained
+    assert "artifacts ready" in proc.stderr + proc.stdout
+    typo = subprocess.run(
+        [sys.executable, "-m", "rdx.prepare", "dropout=quantil"], capture_output=True, text=True
+    )
+    assert typo.returncode == 2
+    assert typo.stderr.strip().startswith("rdx: config error: dropout='quantil'")
