@@ -32,7 +32,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import DUPLICATE_RULES, TableError, config_axes, fmt_value, load  # noqa: E402
-from rdx.records import read_jsonl as records_jsonl  # noqa: E402
+from rdx.records import read_jsonl  # noqa: E402
 
 INIT_ORDER = ["random", "behavior", "pretrained"]
 FIG3_CONFIG = ("model", "behavior", "reward_model", "epochs", "lr")
@@ -50,12 +50,6 @@ MARKERS = {"none": "X", "random": "s", "quantile": "o", "threshold": "D"}
 MASK_COLOR = "0.08"
 # YlOrRd without its darkest reds, so that no value looks like a dropped (dark) cell.
 HEAT_CMAP = ListedColormap(plt.get_cmap("YlOrRd")(np.linspace(0.0, 0.8, 256)))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (run killed mid-write) or any other line
-    that is not a JSON object is skipped (rdx.records.read_jsonl)."""
-    return records_jsonl(path)
 
 
 def epoch_curves(run_dir: Path) -> dict[int, dict[str, float]]:
