@@ -232,6 +232,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         raise ValueError(f"trainer.batch_size={batch}: larger than the {n} trajectories")
     micro = [min(t.micro_batch or batch, batch)]  # rows per forward pass; halves on CUDA OOM
     probe = torch.arange(batch)  # a fixed batch traced every epoch for the Fig. 6 heatmap
+    probe_keep = _probe_keep(prep, probe, cfg).to(device)  # its keep decision never changes
 
     for epoch in range(start_epoch, t.epochs):
         # ALGO LOGIC: fixed per-sample quantities of this epoch's sample set (π's tokens).
@@ -337,7 +338,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         logger.log({"epoch": epoch + 1, **epoch_rec}, step=step)
         records.append_jsonl(
             "trace.jsonl",
-            {"epoch": epoch, **_trace(policy, prep, probe, cfg, masks[probe].to(device), device)},
+            {"epoch": epoch, **_trace(policy, prep, probe, probe_keep, cfg, device)},
         )
         records.write_jsonl("samples.jsonl", samples)
         log.info(
@@ -370,18 +371,25 @@ def _mark(records: RunRecords, event: str, epoch: int) -> None:
     records.append_metrics({"kind": "perf", "event": event, "epoch": epoch, "time": time.time()})
 
 
+def _probe_keep(prep: Prepared, probe: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """The keep decision of the traced batch: rows `probe` of the first sample set, under the
+    run's rule, with the dropout stream of epoch 0 (fixed, so the heatmap's rows align)."""
+    reward = prep.reward(cfg.reward.output)
+    chosen = keep_of_set(cfg.dropout, cfg.gamma, reward, prep.behavior_prob, prep.groups)
+    rows = None if chosen is None else chosen[probe]
+    r, bp = reward[probe], prep.behavior_prob[probe]
+    return keep_of_batch(cfg.dropout, cfg.gamma, r, bp, _generator(cfg.seed, 0, _DROPOUT), rows)
+
+
 @torch.no_grad()
-def _trace(policy, prep: Prepared, probe, cfg: Config, mask, device) -> dict[str, list]:
-    """r̂, π̄ and the keep decision of a fixed batch (Fig. 6 heatmap)."""
+def _trace(policy, prep: Prepared, probe, keep, cfg: Config, device) -> dict[str, list]:
+    """r̂, π̄ and the (fixed) keep decision of a fixed batch of the first sample set (Fig. 6
+    heatmap): its rows, its mask and its scores, whichever set the epoch trained on."""
     x = prep.train.tokens[probe].to(device)
+    mask = prep.mask[probe].to(device)
     r = prep.reward(cfg.reward.output)[probe].to(device)
     bp = prep.behavior_prob[probe].to(device)
     logits = policy(input_ids=x[:, :-1]).logits
-    chosen = keep_of_set(
-        cfg.dropout, cfg.gamma, prep.reward(cfg.reward.output), prep.behavior_prob, prep.groups
-    )
-    rows = None if chosen is None else chosen[probe].to(device)
-    keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, _generator(cfg.seed, 0, _DROPOUT), rows)
     out = reward_dropout_loss(logits, x[:, 1:], mask, r, bp, keep, is_clip=cfg.trainer.is_clip)
     return {"r_hat": out.r_hat.tolist(), "pi_mean": out.pi_mean.tolist(), "keep": keep.tolist()}
 
