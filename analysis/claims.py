@@ -28,8 +28,10 @@ stands for an arm, and "higher γ helps" compares the largest with the smallest 
 Each is tested on the paper's train-batch metrics (`acc_plus_reward`; per epoch `train/acc`,
 `train/reward`) and on the held-out ones (`eval/acc` + `eval/reward`; per epoch
 `eval/likelihood`, `eval/reward`). Per-epoch values come from each run's metrics.jsonl
-epoch records, so those claims need --runs; the first record is taken after one epoch of
-training (the untrained state is not logged).
+epoch records, so those claims need --runs and runs made with `trainer.epoch_metrics=every`
+(sweeps=fig3 and scripts/reproduce-cpu set it; the default measures the last epoch only, and
+such runs count as "no runs" here); the first record is taken after one epoch of training
+(the untrained state is not logged).
 
 Runs that differ in any axis besides attribute, seed, init and the compared arms (model,
 lr, epochs, behavior, reward model, a dotted config key such as `sampling.stop_at_eos`) are

@@ -34,6 +34,7 @@ from omegaconf import OmegaConf
 from transformers import BatchEncoding, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from benchmarks.common import Figure, format_table, timeit_many
+from rdx.lm.draw import categorical
 from rdx.lm.models import tiny_bert, tiny_gpt2
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
@@ -250,8 +251,7 @@ def nocache_sample(
         if temperature == 0:
             nxt = logits.argmax(-1, keepdim=True)
         else:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator)
+            nxt = categorical(logits / temperature, generator)[:, None]
         x = torch.cat([x, nxt], dim=1)
     return x
 

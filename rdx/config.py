@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdx import hub
+from rdx.lm import KERNELS
 from rdx.method import DROPOUT_MODES, GAMMA_MODES
 
 
@@ -110,6 +111,8 @@ class TrainerConfig:
     micro_batch: int | None = None  # rows per forward pass (None: the batch); halves on OOM
     threads: int | None = None
     log_every: int = 10
+    kernels: str = "onednn"  # onednn | torch: fp32 CPU linear layers (rdx.lm.kernels)
+    epoch_metrics: str = "last"  # last | every: epochs that compute train/reward and eval/*
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,8 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("model.trainable", cfg.model.trainable, ("all", "last_layer"))
     _choice("reward.output", cfg.reward.output, ("logit", "prob"))
     _choice("trainer.precision", cfg.trainer.precision, ("fp32", "bf16", "fp16"))
+    _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
+    _choice("trainer.epoch_metrics", cfg.trainer.epoch_metrics, ("last", "every"))
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):

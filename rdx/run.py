@@ -69,9 +69,9 @@ def preflight(cfg: Config) -> None:
             f"sampling.total_len={cfg.sampling.total_len}: the tiny models have "
             f"{TINY_POSITIONS} positions; expected <= {TINY_POSITIONS - 1}"
         )
-    from rdx.pipeline.wordnet import wordnet_available
+    from rdx.pipeline.wordnet import wordnet_found
 
-    if not wordnet_available():
+    if not wordnet_found():
         raise ConfigError(
             "eval/meteor needs nltk's WordNet, which nltk cannot find; install it offline "
             "with `python -m rdx.pipeline.wordnet`"

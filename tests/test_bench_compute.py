@@ -5,7 +5,7 @@ tests/test_sampling.py already checks the cached sampler against a no-cache loop
 sampled, one generator), greedy decoding against generate(), and sequence_prob against a
 naive float64 scorer; tests/test_objective.py checks token_logprobs against log_softmax().
 What is added here: the benchmarks' own baselines are the same computation as rdx's
-(tests/test_draw.py: rdx's fast one-draw sampler is torch.multinomial, draw for draw).
+(tests/test_draw.py checks rdx's draw against softmax with chi-square tests).
 """
 
 import math
@@ -18,6 +18,7 @@ from benchmarks.common import Figure, Goal, format_table, timeit, timeit_many
 from benchmarks.peak import bf16_support, measure_peak
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
+from tests.test_draw import chi_square_p
 
 # A model of the default tiny β's depth and width, but 64 tokens of vocabulary: fast.
 SMALL = {"vocab_size": 64, "n_layer": 2, "n_embd": 32, "n_head": 2}
@@ -52,17 +53,26 @@ def test_default_tiny_sizes_come_from_the_presets():
     }
 
 
-def test_generate_baseline_samples_exactly_rdx_tokens():
-    """Same global seed: generate() as benchmarked (temperature only, top_k=0, no early EOS)
-    draws the very tokens rdx draws, so the speed comparison is like for like."""
-    model = compute.tiny_behavior()  # the benchmarked size: 26 new tokens over vocab 2048
-    prefixes = torch.randint(1, 2048, (6, 4), generator=torch.Generator().manual_seed(0))
+def test_generate_baseline_samples_rdx_distribution():
+    """generate() as benchmarked (temperature only, top_k=0, EOS masked until the last
+    token) and rdx's sampler draw their first token from one distribution, softmax(l/0.4)
+    of the same logits (EOS aside, which generate() masks and which holds < 1e-3 of the
+    mass here): the speed comparison is like for like. Chi-square on 3000 rows each."""
+    model = compute.tiny_behavior()  # the benchmarked size: vocabulary 2048
+    prefix = torch.randint(1, 2048, (1, 4), generator=torch.Generator().manual_seed(0))
+    rows = prefix.expand(3000, -1).contiguous()
+    with torch.no_grad():
+        logits = model(input_ids=prefix).logits[0, -1].double() / 0.4
     torch.manual_seed(5)
-    ours = sample(model, prefixes, 26, temperature=0.4, eos_id=None)
-    torch.manual_seed(5)
-    theirs = compute.hf_generate(model, prefixes, 26, temperature=0.4)
-    assert theirs.shape == (6, 30)
-    assert torch.equal(ours, theirs)
+    ours = sample(model, rows, 1, temperature=0.4, eos_id=None)[:, -1]
+    theirs = compute.hf_generate(model, rows, 2, temperature=0.4)[:, 4]
+    eos = model.config.eos_token_id
+    want = torch.softmax(logits, -1)
+    assert want[eos] < 1e-3
+    no_eos = torch.softmax(logits.index_fill(0, torch.tensor([eos]), float("-inf")), -1)
+    for got, probs in ((ours, want), (theirs, no_eos)):
+        assert chi_square_p(torch.bincount(got, minlength=2048), probs) > 1e-3
+    assert (theirs == eos).sum() == 0
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.4])

@@ -1,43 +1,95 @@
-"""rdx.lm.draw.multinomial_one is torch.multinomial(probs, 1), draw for draw."""
+"""rdx.lm.draw.categorical draws from softmax(logits): chi-square tests on many draws, the
+edge cases by hand, and the seeded stream's reproducibility."""
 
 import pytest
 import torch
 
-import rdx.lm.draw as draw
-from rdx.lm.draw import multinomial_one
+from rdx.lm.draw import categorical
 
 
-@pytest.mark.parametrize("shape", [(512, 2048), (3, 50257), (1, 7)])
-def test_fast_draw_is_torch_multinomial(shape):
-    """rdx's draw (multinomial_one) gives torch.multinomial's tokens from the same generator
-    and leaves the generator where multinomial leaves it, at β's, GPT-2's and odd sizes."""
-    logits = torch.randn(shape, generator=torch.Generator().manual_seed(6)) * 3
-    probs = torch.softmax(logits / 0.4, -1)
-    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
-    for _ in range(3):
-        assert torch.equal(
-            multinomial_one(probs, g1), torch.multinomial(probs, 1, generator=g2).squeeze(1)
-        )
-    assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=g2))
-    torch.manual_seed(12)  # the global generator (generator=None) alike
-    a = multinomial_one(probs)
-    torch.manual_seed(12)
-    assert torch.equal(a, torch.multinomial(probs, 1).squeeze(1))
+def chi_square_p(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's goodness-of-fit p-value, bins with expected count < 5 pooled into one;
+    the chi-square survival function is the regularised upper incomplete gamma Q(k/2, x/2)."""
+    n = counts.sum().double()
+    expected = probs.double() * n
+    small = expected < 5
+    obs = torch.cat([counts.double()[~small], counts.double()[small].sum()[None]])
+    exp = torch.cat([expected[~small], expected[small].sum()[None]])
+    keep = exp > 0
+    obs, exp = obs[keep], exp[keep]
+    stat = ((obs - exp) ** 2 / exp).sum()
+    dof = len(obs) - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2.0), stat / 2.0))
 
 
-def test_fast_draw_libm_fixup_reproduces_exponential(monkeypatch):
-    """The float64 → float32 rounding fix-up path (rare in use: ~3 in 10⁸ draws) is forced
-    on 1 in 16 elements and must still give exponential_'s exact draws."""
-    monkeypatch.setattr(draw, "_NEAR_HALF", 1 << 24)
-    g = torch.Generator().manual_seed(13)
-    want = torch.empty(8, 512).exponential_(generator=g)
-    g.manual_seed(13)
-    assert torch.equal(draw._exponential((8, 512), g), want)
-    assert draw._exponential_race_matches_torch()
+def draws(logits_row: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """n draws from one distribution: the row repeated n times, one draw per row."""
+    g = torch.Generator().manual_seed(seed)
+    return categorical(logits_row.expand(n, -1).contiguous(), g)
 
 
-def test_fast_draw_rejects_bad_probabilities_like_multinomial():
-    probs = torch.full((2, 5), 0.2)
-    probs[1, 3] = float("nan")
-    with pytest.raises(RuntimeError, match="probability tensor contains"):
-        multinomial_one(probs)
+@pytest.mark.parametrize(
+    "logits",
+    [
+        torch.tensor([0.0, 1.0, 2.0, -1.0, 0.5, 3.0, -4.0, 0.0]),
+        # top-k's cut: −inf logits are never drawn, the rest keep their proportions
+        torch.tensor([float("-inf"), 2.0, float("-inf"), 0.0, 1.0, float("-inf")]),
+        # a peaked row as at temperature 0.4: the tail's tiny masses still come out right
+        torch.randn(2048, generator=torch.Generator().manual_seed(1)) * 3 / 0.4,
+    ],
+    ids=["8 tokens", "top-k cut", "2048 tokens, T=0.4"],
+)
+def test_draws_follow_softmax(logits):
+    n = 20_000_000 // len(logits)  # ≤ 20M logits in memory: 10k draws of the wide row
+    counts = torch.bincount(draws(logits, min(n, 200_000), seed=2), minlength=len(logits))
+    probs = torch.softmax(logits.double(), -1)
+    assert counts[probs == 0].sum() == 0
+    assert chi_square_p(counts, probs) > 1e-3
+
+
+def test_chi_square_test_detects_a_wrong_distribution():
+    """The test above can fail: draws from softmax(l) against softmax(1.05·l) are rejected."""
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0, 0.5, 3.0, -4.0, 0.0])
+    counts = torch.bincount(draws(logits, 200_000, seed=2), minlength=8)
+    assert chi_square_p(counts, torch.softmax(1.05 * logits.double(), -1)) < 1e-6
+
+
+def test_rows_are_drawn_independently_from_their_own_distributions():
+    """Each row its own distribution: a batch of one-hot-ish rows gives each row's token,
+    and the joint counts of two rows factorise (their draws are independent)."""
+    sure = torch.full((4, 5), float("-inf"))
+    sure[torch.arange(4), torch.tensor([3, 0, 4, 1])] = 0.0
+    assert categorical(sure, torch.Generator().manual_seed(0)).tolist() == [3, 0, 4, 1]
+    n = 100_000
+    pair = torch.tensor([[0.0, 0.0], [0.0, 1.0]]).repeat(n, 1)
+    out = categorical(pair, torch.Generator().manual_seed(3)).view(n, 2)
+    joint = torch.bincount(out[:, 0] * 2 + out[:, 1], minlength=4)
+    p0 = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    p1 = torch.softmax(torch.tensor([0.0, 1.0], dtype=torch.float64), -1)
+    assert chi_square_p(joint, torch.outer(p0, p1).flatten()) > 1e-3
+
+
+def test_seeded_stream_is_reproducible_and_one_uniform_per_row():
+    logits = torch.randn(16, 50, generator=torch.Generator().manual_seed(4))
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert torch.equal(categorical(logits, g1), categorical(logits, g2))
+    # one uniform per row: the generator moved by exactly 16 draws
+    g3 = torch.Generator().manual_seed(9)
+    torch.rand(16, generator=g3)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g3))
+
+
+def test_a_uniform_that_rounds_to_the_total_takes_the_last_token_with_weight(monkeypatch):
+    """u·Σw rounded up to Σw would index past the row: the last token of non-zero weight."""
+    logits = torch.tensor([[0.0, 1.0, float("-inf")], [0.0, 0.0, 0.0]])
+    monkeypatch.setattr(torch, "rand", lambda n, **kw: torch.ones(n))
+    assert categorical(logits).tolist() == [1, 2]
+
+
+def test_bad_logits_raise():
+    with pytest.raises(ValueError, match="NaN or all"):
+        categorical(torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(ValueError, match="NaN or all"):
+        categorical(torch.full((1, 3), float("-inf")))
+    with pytest.raises(ValueError, match="must be \\(B, V\\)"):
+        categorical(torch.zeros(3))

@@ -541,10 +541,12 @@ def test_full_disk_during_a_run_ends_failed_with_the_reason(tmp_path, monkeypatc
 # ---------------------------------------------------------------- environment
 
 
-def test_preflight_finds_missing_wordnet_before_any_work(monkeypatch):
-    import rdx.pipeline.wordnet
+def test_preflight_finds_missing_wordnet_before_any_work(monkeypatch, tmp_path):
+    """nltk searching only an empty directory: the run stops before any work, and the
+    check itself does not load WordNet (that waits for METEOR's first use)."""
+    import nltk.data
 
-    monkeypatch.setattr(rdx.pipeline.wordnet, "wordnet_available", lambda: False)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     with pytest.raises(ConfigError, match="WordNet.*python -m rdx.pipeline.wordnet"):
         preflight(Config())
 

@@ -80,6 +80,11 @@ def test_metrics_and_trace_have_one_record_per_step_and_epoch(finished):
     steps = [r for r in records if r["kind"] == "step"]
     # smoke: 64 prefixes x 2 samples = 128 trajectories, batch 32 -> 4 steps/epoch, log_every 1
     assert [r["epoch"] for r in epochs] == [0, 1]
+    # trainer.epoch_metrics=last: train/reward and eval/* in the last epoch only; train/acc
+    # (free: the training forward's) in every epoch
+    assert "train/acc" in epochs[0] and "train/reward" not in epochs[0]
+    assert not any(k.startswith("eval/") for k in epochs[0])
+    assert {"train/acc", "train/reward", "eval/reward", "eval/meteor"} <= epochs[1].keys()
     assert [r["step"] for r in steps] == list(range(1, 9))
     perf = {r["event"]: r for r in records if r["kind"] == "perf"}  # the benchmarks' clock
     assert perf.keys() == {"first_step", "trained"}
@@ -91,6 +96,18 @@ def test_metrics_and_trace_have_one_record_per_step_and_epoch(finished):
     assert [t["epoch"] for t in trace] == [0, 1] and len(trace[0]["r_hat"]) == 32
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 32 and {"prefix", "generation", "reward"} <= samples[0].keys()
+
+
+def test_epoch_metrics_every_measures_each_epoch_and_trains_the_same(finished, cache, tmp_path):
+    """epoch_metrics=every (Fig. 3's curves) adds the measurements of epoch 0 and changes
+    nothing else: the greedy decoding and the held-out evaluation use no training stream."""
+    run_dir, _ = finished
+    execute(smoke(cache, "trainer.epoch_metrics=every"), tmp_path)
+    every = [r for r in RunRecords(tmp_path).read_metrics() if r["kind"] == "epoch"]
+    last = [r for r in RunRecords(run_dir).read_metrics() if r["kind"] == "epoch"]
+    assert {"train/reward", "eval/reward", "eval/likelihood"} <= every[0].keys()
+    assert every[1] == last[1]
+    assert every[0]["train/acc"] == last[0]["train/acc"]
 
 
 def test_completed_run_is_not_rerun(finished, cache, caplog):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from rdx.lm.draw import categorical
 from rdx.lm.models import tiny_bert, tiny_gpt2
 from rdx.lm.sampling import classifier_logits, keep_top_k, penalize_repeats, sample, sequence_prob
 from rdx.lm.sequences import Sequences
@@ -15,7 +16,8 @@ def lm():
 
 
 def naive_sample(model, prefixes, new_tokens, temperature, generator):
-    """Re-run the whole sequence every step: no cache, same random stream."""
+    """Re-run the whole sequence every step: no cache, same draw and random stream
+    (tests/test_draw.py checks the draw's distribution)."""
     x = prefixes.clone()
     with torch.no_grad():
         for _ in range(new_tokens):
@@ -23,9 +25,7 @@ def naive_sample(model, prefixes, new_tokens, temperature, generator):
             if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)
             else:
-                nxt = torch.multinomial(
-                    torch.softmax(logits / temperature, -1), 1, generator=generator
-                )
+                nxt = categorical(logits / temperature, generator)[:, None]
             x = torch.cat([x, nxt], dim=1)
     return x
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from rdx.lm.draw import multinomial_one
+from rdx.lm.draw import categorical
 from rdx.lm.sequences import Sequences
 from rdx.method.objective import masked_mean, token_logprobs
 
@@ -99,12 +99,7 @@ def _sample_batch(
             logits = logits / temperature
             if top_k is not None:
                 logits = keep_top_k(logits, top_k)
-            probs = torch.softmax(logits, dim=-1)
-            if generator is not None and generator.device != probs.device:
-                # Draw where the generator lives: a CPU generator keeps one seeded stream
-                # whatever device the model is on (multinomial rejects a mismatched one).
-                probs = probs.to(generator.device)
-            nxt = multinomial_one(probs, generator).to(device)
+            nxt = categorical(logits, generator)  # softmax(logits), by inversion
         if eos_id is not None:
             nxt = nxt.masked_fill(finished, eos_id)
             finished |= nxt == eos_id

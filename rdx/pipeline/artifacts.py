@@ -39,6 +39,7 @@ from rdx.data.corpus import Corpus, Example
 from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
 from rdx.lm.codec import Codec
+from rdx.lm.kernels import effective, use_kernels
 from rdx.lm.models import (
     TINY_POSITIONS,
     fixed_dtype,
@@ -98,6 +99,7 @@ class Prepared:
     eval_references: list[list[str]]  # held-out sentences sharing each eval prefix
     new_tokens: int  # continuation budget T − p of every generation
     paths: dict[str, str]
+    kernels: str = "torch"  # what β, R (and π) run: rdx.lm.kernels.effective
 
     @property
     def shared_tokens(self) -> bool:
@@ -140,18 +142,23 @@ def corpus_digest(corpus: Corpus) -> str:
     return h.hexdigest()[:16]
 
 
-def artifact_keys(cfg: Config, corpus: Corpus, task: str, dtype: str) -> dict[str, dict[str, Any]]:
-    """The cache key of every artifact, each nesting the keys of what it is built from."""
+def artifact_keys(
+    cfg: Config, corpus: Corpus, task: str, dtype: str, kernels: str
+) -> dict[str, dict[str, Any]]:
+    """The cache key of every artifact, each nesting the keys of what it is built from.
+    `kernels` (rdx.lm.kernels.effective) moves trained weights and samples by float
+    rounding, so what is trained or sampled with it records it."""
     data = dataclasses.asdict(cfg.dataset)
     data["path"] = data["path"] and os.path.abspath(data["path"])
     data["content"] = corpus_digest(corpus)
     behavior = dataclasses.asdict(cfg.behavior)
     tokenizer = {"dataset": data, "vocab_size": behavior["vocab_size"]}
     if cfg.behavior.hub is None:
-        behavior_key = {"dataset": data, "behavior": behavior}
+        behavior_key = {"dataset": data, "behavior": behavior, "kernels": kernels}
     else:  # a hub β is not trained: only its identity matters
         behavior_key = {"hub": local_id(cfg.behavior.hub)}
     reward = {k: v for k, v in dataclasses.asdict(cfg.reward).items() if k != "output"}
+    reward["kernels"] = kernels
     if cfg.reward.hub is None:
         reward_key = {"dataset": data, "reward": reward, "task": task, "tokenizer": tokenizer}
     else:
@@ -168,6 +175,7 @@ def artifact_keys(cfg: Config, corpus: Corpus, task: str, dtype: str) -> dict[st
         "sampling": sampling,
         "seed": SAMPLING_SEED,
         "dtype": dtype,
+        "kernels": kernels,
     }
     return {
         "tokenizer": tokenizer,
@@ -190,7 +198,8 @@ def prepare(cfg: Config) -> Prepared:
     task, label = corpus.task_of(cfg.attribute)
     device = resolve_device(cfg.trainer.device)
     dtype = fixed_dtype(device, cfg.trainer.precision)
-    keys = artifact_keys(cfg, corpus, task, str(dtype).removeprefix("torch."))
+    kernels = effective(cfg.trainer.kernels, device, dtype)
+    keys = artifact_keys(cfg, corpus, task, str(dtype).removeprefix("torch."), kernels)
     root, s = cfg.cache_dir, cfg.sampling
     threads = torch.get_num_threads()
 
@@ -202,11 +211,15 @@ def prepare(cfg: Config) -> Prepared:
         tok_dir = cached(root, "tokenizer", keys["tokenizer"], build, TOKENIZER_VERSION)
         tokenizer = load_tokenizer(tok_dir)
 
-    behavior, behavior_codec, behavior_id = load_behavior(cfg, corpus, tokenizer, keys, dtype)
-    behavior = behavior.to(device)
-    reward_model, reward_tokenizer, rew_dir = load_reward(cfg, corpus, task, keys, tok_dir, device)
+    behavior, behavior_codec, behavior_id = load_behavior(
+        cfg, corpus, tokenizer, keys, dtype, kernels
+    )
+    behavior = use_kernels(behavior.to(device), kernels)
+    reward_model, reward_tokenizer, rew_dir = load_reward(
+        cfg, corpus, task, keys, tok_dir, device, kernels
+    )
     reward_accuracy = json.loads((rew_dir / "metrics.json").read_text())["heldout_accuracy"]
-    reward_model = reward_model.to(device, dtype)
+    reward_model = use_kernels(reward_model.to(device, dtype), kernels)
 
     codec = behavior_codec
     # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
@@ -281,6 +294,7 @@ def prepare(cfg: Config) -> Prepared:
         eval_prefix_texts=traj["eval"]["prefix"],
         eval_references=traj["eval_references"],
         new_tokens=s.total_len - s.prefix_len,
+        kernels=kernels,
         paths={
             name: str(path)
             for name, path in (
@@ -309,7 +323,9 @@ def build_tokenizer(out: Path, *, texts: list[str], vocab_size: int) -> None:
 BEHAVIOR_VERSION = 2
 
 
-def build_behavior(out: Path, *, tokenizer, texts: list[str], b: BehaviorConfig) -> None:
+def build_behavior(
+    out: Path, *, tokenizer, texts: list[str], b: BehaviorConfig, kernels: str
+) -> None:
     """rdx's tiny GPT-2 β, pretrained on the corpus's training sentences."""
     model = tiny_gpt2(
         len(tokenizer),
@@ -319,6 +335,7 @@ def build_behavior(out: Path, *, tokenizer, texts: list[str], b: BehaviorConfig)
         seed=SAMPLING_SEED,
         eos_id=tokenizer.eos_token_id,
     )
+    use_kernels(model, kernels)
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     loss = pretrain_lm(
         model,
@@ -346,6 +363,7 @@ def build_reward(
     test: list[Example],
     n_labels: int,
     device: torch.device,
+    kernels: str,
 ) -> None:
     """R fine-tuned on the task's labels (the tiny BERT from scratch, or a hub encoder from
     its weights), saved with its held-out accuracy."""
@@ -357,7 +375,7 @@ def build_reward(
     else:
         rtok = load_hub("tokenizer", r.hub)
         model = load_hub("classifier", r.hub, num_labels=n_labels, dtype=torch.float32)
-    model = model.to(device)
+    model = use_kernels(model.to(device), kernels)
     if r.train_epochs > 0:
         train_classifier(
             model,
@@ -377,8 +395,9 @@ def build_reward(
 
 
 # 2: trajectories also stored as text (different tokenizers); 3: a list of sample sets,
-# the prefix group of each row, decoding options (stop_at_eos, top_k, repetition penalty)
-TRAJECTORIES_VERSION = 3
+# the prefix group of each row, decoding options (stop_at_eos, top_k, repetition penalty);
+# 4: tokens drawn by inversion (rdx.lm.draw), another stream than torch.multinomial's
+TRAJECTORIES_VERSION = 4
 
 
 def build_trajectories(
@@ -473,7 +492,7 @@ def build_scores(
 
 
 def load_behavior(
-    cfg: Config, corpus: Corpus, tokenizer, keys, dtype
+    cfg: Config, corpus: Corpus, tokenizer, keys, dtype, kernels: str
 ) -> tuple[PreTrainedModel, Codec, str]:
     """β: rdx's tiny GPT-2 pretrained on the corpus (cached), or a hub causal LM as is;
     returns the model, its codec and its identity (cache dir or hub name)."""
@@ -482,14 +501,16 @@ def load_behavior(
         hub_tok = load_hub("tokenizer", cfg.behavior.hub)
         return model, Codec(hub_tok, max_positions(model.config)), local_id(cfg.behavior.hub)
     texts = [e.text for e in corpus.train]
-    build = partial(build_behavior, tokenizer=tokenizer, texts=texts, b=cfg.behavior)
+    build = partial(
+        build_behavior, tokenizer=tokenizer, texts=texts, b=cfg.behavior, kernels=kernels
+    )
     beh_dir = cached(cfg.cache_dir, "behavior", keys["behavior"], build, BEHAVIOR_VERSION)
     model = GPT2LMHeadModel.from_pretrained(beh_dir, dtype=dtype).eval()
     return model, Codec(tokenizer, TINY_POSITIONS), str(beh_dir)
 
 
 def load_reward(
-    cfg: Config, corpus: Corpus, task: str, keys, tokenizer_dir: Path | None, device
+    cfg: Config, corpus: Corpus, task: str, keys, tokenizer_dir: Path | None, device, kernels: str
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
     """R, trained once per task and cached: the model, its tokenizer and its cache dir."""
     r = cfg.reward
@@ -502,6 +523,7 @@ def load_reward(
         test=[e for e in corpus.test if e.task == task],
         n_labels=len(corpus.tasks[task]),
         device=device,
+        kernels=kernels,
     )
     rew_dir = cached(cfg.cache_dir, "reward", keys["reward"], build, REWARD_VERSION)
     model = AutoModelForSequenceClassification.from_pretrained(rew_dir, dtype=torch.float32)

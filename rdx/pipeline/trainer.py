@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from rdx.config import Config, DropoutConfig
+from rdx.lm.kernels import use_kernels
 from rdx.lm.models import (
     cast_frozen,
     fixed_dtype,
@@ -74,7 +75,7 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
             seed=cfg.seed,
             eos_id=prep.policy_codec.eos_id,
         )
-    policy = policy.float().eval()  # a hub checkpoint may be stored in float16
+    policy = use_kernels(policy.float().eval(), prep.kernels)  # hub weights may be float16
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
         cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
@@ -205,7 +206,9 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     device = resolve_device(t.device)
     policy = build_policy(cfg, prep, device)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=t.lr)
+    # fused: one kernel for all parameters, ~3x faster than the per-tensor loop on CPU.
+    fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in params)
+    optimizer = torch.optim.Adam(params, lr=t.lr, fused=fused or None)
     # fp16 gradients underflow without loss scaling (nanoGPT does the same); a no-op else.
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
 
@@ -242,6 +245,9 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         chosen = keep_of_set(cfg.dropout, cfg.gamma, reward, beta, prep.groups)
         order = torch.randperm(n, generator=_generator(cfg.seed, epoch, _ORDER))
         drop_gen = _generator(cfg.seed, epoch, _DROPOUT)
+        # train/reward's greedy decoding and the held-out evaluation cost a third of an
+        # epoch; tables read the last epoch's, Fig. 3's curves every epoch's.
+        measured = t.epoch_metrics == "every" or epoch == t.epochs - 1
         sums = {"acc": 0.0, "reward": 0.0}
         bar = tqdm(
             range(n_batches),
@@ -286,25 +292,24 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 _mark(records, "first_step", epoch)
 
             # Paper-faithful table metrics on the training batch: teacher-forced accuracy on
-            # all samples (kept or not) from this step's forward pass, before the update, and
-            # R of the updated π's greedy continuations of the batch's prefixes.
+            # all samples (kept or not) from this step's forward pass, before the update (free,
+            # so every epoch), and R of the updated π's greedy continuations of the batch's
+            # prefixes (in `measured` epochs).
             sums["acc"] += acc.mean().item()
-            decode = partial(
-                sample_sequences,
-                policy,
-                data.seqs.select(idx),
-                prep.new_tokens,
-                temperature=0,
-                eos_id=prep.eos_id,
-                **prep.decoding,
-            )
-            greedy = _retry_on_oom(
-                decode,
-                "batch_size",
-                micro,
-                f"greedy decoding of step {step + 1}",
-            )
-            sums["reward"] += attribute_prob(prep, greedy).mean().item()
+            if measured:
+                decode = partial(
+                    sample_sequences,
+                    policy,
+                    data.seqs.select(idx),
+                    prep.new_tokens,
+                    temperature=0,
+                    eos_id=prep.eos_id,
+                    **prep.decoding,
+                )
+                greedy = _retry_on_oom(
+                    decode, "batch_size", micro, f"greedy decoding of step {step + 1}"
+                )
+                sums["reward"] += attribute_prob(prep, greedy).mean().item()
             step += 1
             tokens_seen += int(mask.sum().item())  # scored tokens, not EOS filler
             bar.set_postfix(loss=f"{out.loss.item():.3f}", keep=f"{keep.float().mean().item():.2f}")
@@ -321,18 +326,19 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 logger.log(rec, step=step)
         bar.close()
 
-        eval_metrics, samples = evaluate(
-            policy,
-            prep,
-            temperature=cfg.sampling.temperature,
-            generator=_generator(cfg.seed, epoch, _EVAL),
-        )
         epoch_rec = {
             "train/sample_set": epoch % len(prep.sets),
             "train/acc": sums["acc"] / n_batches,
-            "train/reward": sums["reward"] / n_batches,
-            **eval_metrics,
         }
+        if measured:
+            eval_metrics, samples = evaluate(
+                policy,
+                prep,
+                temperature=cfg.sampling.temperature,
+                generator=_generator(cfg.seed, epoch, _EVAL),
+            )
+            epoch_rec.update({"train/reward": sums["reward"] / n_batches, **eval_metrics})
+            records.write_jsonl("samples.jsonl", samples)
         history.append(epoch_rec)
         records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **epoch_rec})
         logger.log({"epoch": epoch + 1, **epoch_rec}, step=step)
@@ -340,15 +346,14 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             "trace.jsonl",
             {"epoch": epoch, **_trace(policy, prep, probe, probe_keep, cfg, device)},
         )
-        records.write_jsonl("samples.jsonl", samples)
+        shown = ("train/acc", "train/reward", "eval/likelihood", "eval/reward")
         log.info(
-            "epoch %d/%d  acc %.3f  reward %.3f  eval/likelihood %.3f  eval/reward %.3f",
+            "epoch %d/%d  %s",
             epoch + 1,
             t.epochs,
-            epoch_rec["train/acc"],
-            epoch_rec["train/reward"],
-            epoch_rec["eval/likelihood"],
-            epoch_rec["eval/reward"],
+            "  ".join(
+                f"{k.removeprefix('train/')} {epoch_rec[k]:.3f}" for k in shown if k in epoch_rec
+            ),
         )
         records.save_checkpoint(
             {
@@ -426,6 +431,7 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "seed": cfg.seed,
         "epochs": cfg.trainer.epochs,
         "lr": cfg.trainer.lr,
+        "kernels": prep.kernels,
         "sweep": cfg.sweep,
         "n_trajectories": len(prep.train),
     }

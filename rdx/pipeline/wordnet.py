@@ -72,6 +72,21 @@ def wordnet_available() -> bool:
         return False
 
 
+def wordnet_found() -> bool:
+    """True when nltk's loader finds a WordNet directory or zip, without loading it.
+
+    The pre-flight check of a run: the full load (~3 s) is left to METEOR's first use, which
+    happens once per process, and only in epochs that compute eval/* (trainer.epoch_metrics).
+    """
+    import nltk.data
+
+    try:
+        nltk.data.find("corpora/wordnet")
+    except LookupError:
+        return False
+    return True
+
+
 def target_dir() -> Path:
     """Where the database is installed: `$NLTK_DATA` (first entry) or the prefix's share dir."""
     roots = [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
