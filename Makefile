@@ -13,7 +13,7 @@ PROJECT ?=
 STAMP := $(VENV)/.rdx-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run smoke test test-fast faults lint tables figures claims bench bench-quick clean
+.PHONY: help install run smoke test test-fast faults lint tables figures claims bench bench-quick bench-grid clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench: install ## All benchmarks against their baselines: prints a table, writes
 
 bench-quick: install ## The same figures at small sizes (a few minutes on 2 cores)
 	$(BIN)/python -m benchmarks --quick
+
+bench-grid: install ## The Table 1 grid of the embedded default, run end to end and timed (~20 min)
+	$(BIN)/python -m benchmarks --only grid --out benchmarks/grid.json
 
 clean: ## Remove results/, tables/, figures/ (never runs or the artifact cache)
 	rm -rf results tables figures

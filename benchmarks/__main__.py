@@ -17,7 +17,8 @@ from benchmarks import compute, jobs, peak, projection
 from benchmarks.common import Figure, format_table
 from rdx.records import git_sha, write_json
 
-PARTS = ("compute", "jobs", "projection")
+PARTS = ("compute", "jobs", "projection", "grid")
+DEFAULT_PARTS = PARTS[:3]  # the measured grid takes ~20 min more: --only grid (make bench-grid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     ap.add_argument(
-        "--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}"
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (default: all but grid)",
     )
     args = ap.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         figures += jobs.run(args.quick)
     if "projection" in parts:
         figures += projection.run()
+    if "grid" in parts:
+        figures += jobs.grid(args.quick)
     elapsed = time.perf_counter() - tic
 
     print()

@@ -139,6 +139,33 @@ def sweep(overrides: list[str], cache: Path, sweep_dir: Path, runs: int) -> floa
     return _finish(proc, t0, "sweep")
 
 
+def grid(quick: bool, work: Path | None = None) -> list[Figure]:
+    """The Table 1 grid of the embedded default, run end to end: `-m sweeps=table1` with the
+    joblib launcher (a worker per core) on an empty cache; wall seconds and runs completed."""
+    with tempfile.TemporaryDirectory(prefix="rdx-grid-") as tmp:
+        root = Path(work) if work else Path(tmp)
+        size = ["logger=none", "experiment=smoke"] if quick else ["logger=none"]
+        args = ["-m", "sweeps=table1", "launcher=joblib", *size]
+        args += [f"cache_dir={root / 'cache'}", f"hydra.sweep.dir={root / 'sweep'}"]
+        proc, t0 = _start(args, _env())
+        wall = _finish(proc, t0, "table1 grid")
+        done = len(list((root / "sweep").glob("*/summary.json")))
+    runs = TABLE1_ATTRIBUTES * TABLE1_ARMS
+    if done != runs:
+        raise RuntimeError(f"table1 grid: {done} of {runs} runs completed in {root / 'sweep'}")
+    return [
+        Figure(
+            f"Table 1 grid, embedded default ({runs} runs), measured",
+            wall / 60,
+            "min",
+            goal="<= 20 min",
+            note=("smoke size; " if quick else "")
+            + "python -m rdx.train -m sweeps=table1 launcher=joblib (2 workers × 1 thread) "
+            "on an empty cache, artifact builds included, process start to exit",
+        )
+    ]
+
+
 def run(quick: bool, work: Path | None = None) -> list[Figure]:
     """All process-level figures; `work` holds the runs and caches (a temp dir if None)."""
     with tempfile.TemporaryDirectory(prefix="rdx-bench-") as tmp:
@@ -185,6 +212,7 @@ def _run(quick: bool, work: Path) -> list[Figure]:
     names = [str(i) for i in range(cores)]
     settings = {
         "alone": (size, ["0"], _env()),
+        "solo": (size, ["0"], _env(RDX_PARALLEL_JOBS=str(cores))),  # 1 job, its 1 thread
         "split": (size, names, _env(RDX_PARALLEL_JOBS=str(cores))),
         "over": ([*size, f"trainer.threads={cores}"], names, _env()),
     }
@@ -195,6 +223,19 @@ def _run(quick: bool, work: Path) -> list[Figure]:
             best[key] = min(best.get(key, float("inf")), max(j.wall for j in done))
     alone_wall, split_wall, over_wall = best["alone"], best["split"], best["over"]
     one = 3600 / alone_wall
+    figures.append(
+        Figure(
+            f"{cores} jobs × 1 thread vs 1 job × 1 thread (contention)",
+            cores * 3600 / split_wall,
+            "runs/h",
+            baseline=3600 / best["solo"],
+            baseline_name="1 job × 1 thread alone",
+            goal=f">= {0.9 * cores:.1f}x",
+            note=f"{mode}; {cores}.00x = the jobs do not slow each other; the row below "
+            f"also holds how much a 2nd thread speeds one job (alone {alone_wall:.1f} s on "
+            f"{cores} threads, {best['solo']:.1f} s on 1)",
+        )
+    )
     figures.append(
         Figure(
             f"{cores} jobs × {1} thread, aggregate",

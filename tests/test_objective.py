@@ -132,12 +132,23 @@ def test_gradient_of_one_logit_by_hand():
     assert logits.grad[0, 0].abs().sum().item() == 0.0
 
 
-def test_token_logprobs_matches_naive():
+@pytest.mark.parametrize("fused", [True, False], ids=["log_softmax", "logsumexp"])
+def test_token_logprobs_matches_naive(fused, monkeypatch):
+    """Both routes (fused log_softmax for small logits, logsumexp for large) against a
+    float64 log-softmax, values and gradients."""
+    if not fused:
+        monkeypatch.setattr("rdx.method.objective.LOG_SOFTMAX_MAX", 0)
     g = torch.Generator().manual_seed(5)
-    logits = torch.randn(3, 4, 50, generator=g)
+    logits = torch.randn(3, 4, 50, generator=g, requires_grad=True)
     targets = torch.randint(0, 50, (3, 4), generator=g)
-    naive = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    assert torch.allclose(token_logprobs(logits, targets), naive, atol=1e-6)
+    d = logits.detach().double().requires_grad_()
+    naive = torch.log_softmax(d, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    got = token_logprobs(logits, targets)
+    assert torch.allclose(got.double(), naive, atol=1e-6)
+    up = torch.randn(3, 4, generator=g)
+    (got * up).sum().backward()
+    (naive * up.double()).sum().backward()
+    assert torch.allclose(logits.grad.double(), d.grad, atol=1e-6)
     assert token_logprobs(logits.bfloat16(), targets).dtype == torch.float32
 
 
