@@ -35,6 +35,7 @@ from transformers import BatchEncoding, GPT2Config, GPT2LMHeadModel, PreTrainedM
 
 from benchmarks.common import Figure, format_table, timeit_many
 from rdx.lm.draw import categorical
+from rdx.lm.kernels import use_kernels
 from rdx.lm.models import tiny_bert, tiny_gpt2
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
@@ -280,6 +281,7 @@ def bench_sampling(
     model: PreTrainedModel,
     *,
     batch: int,
+    reference: PreTrainedModel | None = None,
     prefix_len: int = PREFIX_LEN,
     new_tokens: int = TOTAL_LEN - PREFIX_LEN,
     temperature: float = TEMPERATURE,
@@ -288,8 +290,12 @@ def bench_sampling(
     min_time: float = 1.0,
     min_reps: int = 3,
 ) -> dict[str, float]:
-    """Seconds per batch for rdx, generate() and (if `nocache`) the no-cache loop: same model,
-    dtype, threads, prefixes, lengths and temperature; every row decodes all new tokens."""
+    """Seconds per batch for rdx, generate() and (if `nocache`) the no-cache loop: same
+    weights, dtype, threads, prefixes, lengths and temperature; every row decodes all new
+    tokens. generate() runs on `reference` (default `model`): the stock model, to compare
+    with what a researcher gets without rdx, or rdx's (`same_kernels`), to isolate the
+    sampler's own share."""
+    reference = model if reference is None else reference
     prefixes = torch.randint(
         1, model.config.vocab_size, (batch, prefix_len), generator=torch.Generator().manual_seed(0)
     )
@@ -304,7 +310,7 @@ def bench_sampling(
             eos_id=None,  # no early stop: every row decodes new_tokens, as in generate()
             batch_size=batch,
         ),
-        "generate": lambda: hf_generate(model, prefixes, new_tokens, temperature=temperature),
+        "generate": lambda: hf_generate(reference, prefixes, new_tokens, temperature=temperature),
     }
     if nocache:
         fns["nocache"] = lambda: nocache_sample(
@@ -322,6 +328,7 @@ def sampling_figures(
     note: str = "",
     **kw,
 ) -> list[Figure]:
+    same = kw.get("reference") is None
     secs = bench_sampling(model, batch=batch, new_tokens=new_tokens, **kw)
     tok = batch * new_tokens
     rate = {k: tok / s for k, s in secs.items()}
@@ -329,13 +336,19 @@ def sampling_figures(
     extra = f"; {note}" if note else ""
     figs = [
         Figure(
-            f"sample {label} rdx vs generate()",
+            f"sample {label} rdx vs generate()" + (" on rdx's kernels" if same else ""),
             rate["rdx"],
             "new tok/s",
             rate["generate"],
             "generate",
-            ">= 2x",
-            note=shape + extra,
+            None if same else ">= 2x",
+            note=shape
+            + (
+                "; both on the oneDNN model: the sampler's own share"
+                if same
+                else "; generate() on the stock model (torch's kernels)"
+            )
+            + extra,
         )
     ]
     if "nocache" in rate:
@@ -347,6 +360,59 @@ def sampling_figures(
                 rate["nocache"],
                 "no cache",
                 note=shape + extra,
+            )
+        )
+    return figs
+
+
+# 1b. KERNELS: rdx's oneDNN route (trainer.kernels=onednn) against torch's own (=torch).
+
+
+def kernel_figures(
+    beta: PreTrainedModel,
+    beta_stock: PreTrainedModel,
+    reward: PreTrainedModel,
+    reward_stock: PreTrainedModel,
+    *,
+    rows: int = 1024,
+    warmup: int = 1,
+    min_time: float = 1.0,
+    min_reps: int = 3,
+) -> list[Figure]:
+    """The same training step and the same β / R scoring with each kernel route, timed
+    round-robin: tokens/s of trainer.kernels=onednn over =torch."""
+    reps = {"warmup": warmup, "min_time": min_time, "min_reps": min_reps}
+    steps = {
+        "onednn": train_step(
+            copy.deepcopy(beta), batch=TRAIN_BATCH, seq_len=TOTAL_LEN, precision="fp32"
+        ),
+        "torch": train_step(
+            copy.deepcopy(beta_stock), batch=TRAIN_BATCH, seq_len=TOTAL_LEN, precision="fp32"
+        ),
+    }
+    secs = timeit_many(steps, **reps)
+    tokens = TRAIN_BATCH * (TOTAL_LEN - 1)
+    figs = [
+        Figure(
+            "train π tiny kernels onednn vs torch",
+            tokens / secs["onednn"],
+            "tok/s",
+            tokens / secs["torch"],
+            "torch kernels",
+            note=f"B={TRAIN_BATCH}; the same compute_gradient + Adam step",
+        )
+    ]
+    fast = bench_scoring(beta, reward, rows=rows, **reps)
+    slow = bench_scoring(beta_stock, reward_stock, rows=rows, **reps)
+    for key, what in (("beta", "β sequence_prob"), ("reward", "R classifier forward")):
+        figs.append(
+            Figure(
+                f"score {what} kernels onednn vs torch",
+                rows / fast[key],
+                "rows/s",
+                rows / slow[key],
+                "torch kernels",
+                note=f"{rows} rows × {TOTAL_LEN} tokens",
             )
         )
     return figs
@@ -445,9 +511,12 @@ def run(quick: bool, peak: dict) -> list[Figure]:
     batch 64 only."""
     reps = {"warmup": 1, "min_time": 1.0 if quick else 4.0, "min_reps": 3}
     big_reps = {"warmup": 1, "min_time": 0.0, "min_reps": 2 if quick else 3}
-    beta, reward, big = tiny_behavior(), tiny_reward(), gpt2_124m()
+    # The models as the pipeline runs them (trainer.kernels=onednn), and stock copies.
+    stock = {"beta": tiny_behavior(), "reward": tiny_reward(), "big": gpt2_124m()}
+    beta, reward, big = (use_kernels(copy.deepcopy(m), "onednn") for m in stock.values())
 
     figs = train_figures("π tiny", beta, peak, mfu_goal=">= 60% MFU", **reps)
+    figs += kernel_figures(beta, stock["beta"], reward, stock["reward"], **reps)
     figs += train_figures(
         "π GPT2-124M",
         big,
@@ -461,10 +530,23 @@ def run(quick: bool, peak: dict) -> list[Figure]:
         **big_reps,
     )
     figs += sampling_figures(
-        f"β tiny B={SCORE_BATCH}", beta, batch=SCORE_BATCH, nocache=not quick, **reps
+        f"β tiny B={SCORE_BATCH}",
+        beta,
+        batch=SCORE_BATCH,
+        nocache=not quick,
+        reference=stock["beta"],
+        **reps,
     )
     figs += sampling_figures(
-        "β tiny B=64", beta, batch=64, note="batch 64: per-step overhead weighs more", **reps
+        f"β tiny B={SCORE_BATCH}", beta, batch=SCORE_BATCH, nocache=False, **reps
+    )
+    figs += sampling_figures(
+        "β tiny B=64",
+        beta,
+        batch=64,
+        reference=stock["beta"],
+        note="batch 64: per-step overhead weighs more",
+        **reps,
     )
     if not quick:
         figs += sampling_figures(
@@ -472,6 +554,7 @@ def run(quick: bool, peak: dict) -> list[Figure]:
             big,
             batch=64,
             nocache=False,
+            reference=stock["big"],
             note="no-cache loop skipped: ~16x the cached sampler's FLOPs at this size",
             **big_reps,
         )

@@ -165,10 +165,11 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
     write_atomic(records.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     records.set_status("running", config_hash=records.config_hash)
     log.info(
-        "run dir %s (attempt %d), torch threads %d",
+        "run dir %s (attempt %d), torch threads %d, pid %d",
         records.dir,
         (records.status() or {}).get("attempts", 1),
         threads,
+        os.getpid(),
     )
     from rdx.logger import WandbLogger
 

@@ -8,6 +8,7 @@ What is added here: the benchmarks' own baselines are the same computation as rd
 (tests/test_draw.py checks rdx's draw against softmax with chi-square tests).
 """
 
+import copy
 import math
 
 import pytest
@@ -16,6 +17,7 @@ import torch
 from benchmarks import compute
 from benchmarks.common import Figure, Goal, format_table, timeit, timeit_many
 from benchmarks.peak import bf16_support, measure_peak
+from rdx.lm.kernels import use_kernels
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from tests.test_draw import chi_square_p
@@ -248,6 +250,18 @@ def test_train_without_bf16_gives_a_row_saying_why(beta, peak):
 def test_sampling_smoke(beta):
     figs = compute.sampling_figures("small", beta, batch=4, new_tokens=3, **FAST)
     assert [f.baseline_name for f in figs] == ["generate", "no cache"]
+    assert figs[0].goal is None and "on rdx's kernels" in figs[0].name  # the sampler's share
+    stock = compute.sampling_figures(
+        "small", beta, batch=4, new_tokens=3, reference=copy.deepcopy(beta), **FAST
+    )
+    assert stock[0].goal == ">= 2x" and "stock model" in stock[0].note
+    _finite_positive(figs + stock)
+
+
+def test_kernel_figures_compare_the_two_routes(beta, reward):
+    fast = [use_kernels(copy.deepcopy(m), "onednn") for m in (beta, reward)]
+    figs = compute.kernel_figures(fast[0], beta, fast[1], reward, rows=8, **FAST)
+    assert [f.baseline_name for f in figs] == ["torch kernels"] * 3
     _finite_positive(figs)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +103,28 @@ def test_table1_builds_count_each_artifact_as_often_as_the_grid_needs_it():
     }
     # tokenizer and β once, R for 2 tasks, trajectories + scores for 6 attributes
     assert jobs.table1_builds(stages) == pytest.approx(0.5 + 60 + 2 * 8.25 + 6 * (6.5 + 4.0))
+
+
+def test_grid_times_the_documented_command_and_requires_every_run(tmp_path, monkeypatch):
+    """make bench-grid: `-m sweeps=table1 launcher=joblib` on an empty cache, wall minutes
+    from process start to exit; a grid with a run missing is an error, not a figure."""
+    started = {}
+
+    def fake_start(args, env):
+        started["args"] = args
+        sweep = Path(next(a for a in args if a.startswith("hydra.sweep.dir=")).split("=", 1)[1])
+        for job in range(started.get("runs", 54)):
+            (sweep / str(job)).mkdir(parents=True)
+            (sweep / str(job) / "summary.json").write_text("{}")
+        return None, time.time() - 90.0
+
+    monkeypatch.setattr(jobs, "_start", fake_start)
+    monkeypatch.setattr(jobs, "_finish", lambda proc, t0, what: time.time() - t0)
+    (fig,) = jobs.grid(False, tmp_path / "a")
+    assert started["args"][:4] == ["-m", "sweeps=table1", "launcher=joblib", "logger=none"]
+    assert f"cache_dir={tmp_path / 'a' / 'cache'}" in started["args"]
+    assert fig.unit == "min" and fig.value == pytest.approx(1.5, abs=0.05)
+    assert fig.goal == "<= 20 min" and fig.met is True
+    started["runs"] = 53
+    with pytest.raises(RuntimeError, match="53 of 54 runs completed"):
+        jobs.grid(False, tmp_path / "b")

@@ -120,6 +120,32 @@ def test_basic_launcher_is_the_default():
     assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
 
 
+def test_thread_rule_order(monkeypatch):
+    """trainer.threads, then SLURM's CPUs per task, then OMP_NUM_THREADS (joblib's workers),
+    then cores ÷ RDX_PARALLEL_JOBS; an empty or non-numeric variable is skipped."""
+    from rdx.run import default_threads
+
+    for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS", "RDX_PARALLEL_JOBS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert default_threads(None) == 4
+    monkeypatch.setenv("RDX_PARALLEL_JOBS", "2")
+    assert default_threads(None) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "x")
+    assert default_threads(None) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(None) == 3
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "5")
+    assert default_threads(None) == 5
+    assert default_threads(7) == 7
+
+
+def test_joblib_launcher_runs_n_jobs_workers():
+    cfg = compose_full("launcher=joblib", "launcher.n_jobs=3")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert (cfg.hydra.launcher.n_jobs, cfg.hydra.launcher.batch_size) == (3, 1)
+
+
 def test_local_launcher_caps_parallel_jobs():
     cfg = compose_full("launcher=local", "launcher.max_parallel=3")
     assert cfg.hydra.launcher._target_ == "hydra_plugins.rdx_launcher.CappedLocalLauncher"
@@ -316,7 +342,34 @@ def test_parallel_local_sweep_runs_at_most_max_parallel_jobs(parallel_sweep):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_joblib_sweep_reuses_its_workers_with_a_thread_share_each(parallel_sweep, tmp_path):
+    """launcher=joblib: 4 jobs in at most n_jobs=2 worker processes (start-up paid per
+    worker, not per job), each job with cores ÷ 2 torch threads (loky's OMP_NUM_THREADS)."""
+    _, cache, _ = parallel_sweep
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        "experiment=smoke",
+        "stage=prepare",
+        "seed=0,1,2,3",
+        "launcher=joblib",
+        f"cache_dir={cache}",
+        f"hydra.sweep.dir={sweep}",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((sweep / "sweep.json").read_text())["counts"] == {"completed": 4}
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    pids = set()
+    for job in "0123":
+        line = re.search(r"torch threads (\d+), pid (\d+)", (sweep / job / "train.log").read_text())
+        assert int(line[1]) == threads, job
+        pids.add(line[2])
+    assert 1 <= len(pids) <= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "local", "joblib"])
 def test_failed_jobs_fail_the_sweep_and_say_why(parallel_sweep, tmp_path, launcher):
     """Hydra reports failed jobs as completed; rdx names every failed run and exits 1.
 

@@ -457,7 +457,7 @@ def build_trajectories(
     torch.save(record, out / "trajectories.pt")
 
 
-SCORES_VERSION = 3  # 3: lists, one entry per sample set
+SCORES_VERSION = 4  # 3: lists, one entry per sample set; 4: β_i through a fused log_softmax
 
 
 def build_scores(
