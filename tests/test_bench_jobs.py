@@ -128,3 +128,25 @@ def test_grid_times_the_documented_command_and_requires_every_run(tmp_path, monk
     started["runs"] = 53
     with pytest.raises(RuntimeError, match="53 of 54 runs completed"):
         jobs.grid(False, tmp_path / "b")
+
+
+def test_compare_puts_two_results_side_by_side():
+    from benchmarks.compare import compare
+
+    def fig(name, value, base, goal, met):
+        ratio = value / base if base else None
+        return {"name": name, "value": value, "unit": "u", "ratio": ratio, "goal": goal, "met": met}
+
+    before = {
+        "figures": [fig("mfu", 100.0, 400.0, ">= 60% MFU", False), fig("old", 1.0, 0, None, None)]
+    }
+    after = {
+        "figures": [
+            fig("mfu", 300.0, 400.0, ">= 60% MFU", True),
+            fig("new", 2.0, 1.0, ">= 2x", True),
+        ]
+    }
+    rows = compare(before, after).splitlines()
+    assert rows[2] == "| mfu | 100 u (25.0%) | 300 u (75.0%) | >= 60% MFU | no → yes |"
+    assert rows[3] == "| new | – | 2 u (2.00x) | >= 2x | – → yes |"
+    assert rows[4] == "| old | 1 u | – | – | – → – |"
