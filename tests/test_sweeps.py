@@ -83,9 +83,6 @@ def test_table1_is_the_papers_grid():
     assert cells == expected
     attributes = {o.split("=")[1] for job in jobs for o in job if o.startswith("attribute=")}
     assert attributes == set(ATTRIBUTES)
-    # the first 6 jobs: one per attribute (parallel workers build different artifacts)
-    first = [o for job in jobs[:6] for o in job if o.startswith("attribute=")]
-    assert sorted(o.split("=")[1] for o in first) == sorted(ATTRIBUTES)
 
 
 @pytest.mark.parametrize(

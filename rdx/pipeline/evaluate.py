@@ -1,4 +1,5 @@
-"""Held-out evaluation of π, every epoch (DESIGN §3).
+"""Held-out evaluation of π (DESIGN §3): after the last epoch, or after every epoch with
+trainer.epoch_metrics=every.
 
 π continues held-out prefixes it never trained on; β scores the likelihood and R the reward
 of what it wrote (the paper's β(τ̂) and R(τ̂) for τ̂ ~ π), and the generations are compared
