@@ -284,21 +284,26 @@ def _log_time(line: str) -> datetime:
     return datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
 
 
+def prepare_sweep(cache, sweep, *overrides: str, timeout: int = 600):
+    """`-m experiment=smoke stage=prepare <overrides>` into `sweep`, artifacts in `cache`."""
+    return run_cli(
+        "-m",
+        "experiment=smoke",
+        "stage=prepare",
+        *overrides,
+        f"cache_dir={cache}",
+        f"hydra.sweep.dir={sweep}",
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def parallel_sweep(tmp_path_factory):
     """4 prepare-only jobs, 2 at a time, on an empty cache: they race to build artifacts."""
     base = tmp_path_factory.mktemp("parallel")
     cache, sweep = base / "cache", base / "sweep"
-    proc = run_cli(
-        "-m",
-        "experiment=smoke",
-        "stage=prepare",
-        "seed=0,1,2,3",
-        "launcher=local",
-        "launcher.max_parallel=2",
-        f"cache_dir={cache}",
-        f"hydra.sweep.dir={sweep}",
-        timeout=900,
+    proc = prepare_sweep(
+        cache, sweep, "seed=0,1,2,3", "launcher=local", "launcher.max_parallel=2", timeout=900
     )
     return proc, cache, sweep
 
@@ -348,16 +353,7 @@ def test_joblib_sweep_reuses_its_workers_with_a_thread_share_each(parallel_sweep
     worker, not per job), each job with cores ÷ 2 torch threads (loky's OMP_NUM_THREADS)."""
     _, cache, _ = parallel_sweep
     sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "experiment=smoke",
-        "stage=prepare",
-        "seed=0,1,2,3",
-        "launcher=joblib",
-        f"cache_dir={cache}",
-        f"hydra.sweep.dir={sweep}",
-        timeout=600,
-    )
+    proc = prepare_sweep(cache, sweep, "seed=0,1,2,3", "launcher=joblib")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((sweep / "sweep.json").read_text())["counts"] == {"completed": 4}
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
@@ -384,16 +380,8 @@ def test_failed_jobs_fail_the_sweep_and_say_why(parallel_sweep, tmp_path, launch
         pytest.skip("trainer.device=cuda is the failure under test: this machine has CUDA")
     _, cache, _ = parallel_sweep
     sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "experiment=smoke",
-        "stage=prepare",
-        "dataset.max_words=30,1",
-        "trainer.device=cpu,cuda",
-        f"launcher={launcher}",
-        f"cache_dir={cache}",
-        f"hydra.sweep.dir={sweep}",
-        timeout=600,
+    proc = prepare_sweep(
+        cache, sweep, "dataset.max_words=30,1", "trainer.device=cpu,cuda", f"launcher={launcher}"
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr

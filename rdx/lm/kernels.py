@@ -101,11 +101,15 @@ class _TanhGELU(NewGELUActivation):
 _SWAPS = {nn.Linear: _Linear, Conv1D: _Conv1D, NewGELUActivation: _TanhGELU}
 
 
+def _check(kernels: str) -> None:
+    if kernels not in KERNELS:
+        raise ValueError(f"trainer.kernels={kernels!r}: expected one of {', '.join(KERNELS)}")
+
+
 def effective(kernels: str, device: torch.device, dtype: torch.dtype) -> str:
     """The kernels a model on `device` in `dtype` actually runs: the oneDNN route is for CPU
     float32 only (a cache key records this, so GPU runs share artifacts whatever is asked)."""
-    if kernels not in KERNELS:
-        raise ValueError(f"trainer.kernels={kernels!r}: expected one of {', '.join(KERNELS)}")
+    _check(kernels)
     fast = kernels == "onednn" and device.type == "cpu" and dtype == torch.float32
     return "onednn" if fast and available() else "torch"
 
@@ -116,8 +120,7 @@ def use_kernels(model: nn.Module, kernels: str) -> nn.Module:
     Modules change class only (to a subclass with another forward): parameters, state
     dicts, isinstance checks and deepcopy are unchanged, and "torch" switches back.
     """
-    if kernels not in KERNELS:
-        raise ValueError(f"trainer.kernels={kernels!r}: expected one of {', '.join(KERNELS)}")
+    _check(kernels)
     onednn = kernels == "onednn" and available()
     for module in model.modules():
         for plain, fast in _SWAPS.items():

@@ -99,7 +99,7 @@ class Prepared:
     eval_references: list[list[str]]  # held-out sentences sharing each eval prefix
     new_tokens: int  # continuation budget T − p of every generation
     paths: dict[str, str]
-    kernels: str = "torch"  # what β, R (and π) run: rdx.lm.kernels.effective
+    kernels: str  # what β, R (and π) run: rdx.lm.kernels.effective
 
     @property
     def shared_tokens(self) -> bool:
