@@ -36,6 +36,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.runs import provenance
+
 ALGOS = ("ppo", "dpo")
 ARMS = ("PPO", "PPO + R.D.", "DPO")
 METRICS = [
@@ -176,7 +178,7 @@ def render(table: pd.DataFrame, latex: bool = False) -> str:
     return caption + "\n\n" + "\n".join(md) + "\n"
 
 
-def figure(table: pd.DataFrame, out: Path) -> list[Path]:
+def figure(table: pd.DataFrame, out: Path, source: str = "") -> list[Path]:
     """Grouped bars: one panel per metric, models on x, one bar per arm, error bar = std."""
     import matplotlib
 
@@ -200,8 +202,9 @@ def figure(table: pd.DataFrame, out: Path) -> list[Path]:
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "fig4.png", out / "fig4.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
+    runs = f"rdx runs: {source}"
+    fig.savefig(paths[0], dpi=150, metadata={"Description": runs})
+    fig.savefig(paths[1], metadata={"Subject": runs})
     plt.close(fig)
     return paths
 
@@ -212,12 +215,19 @@ def _last_turn(prompt: str) -> str:
     return "Human: " + " ".join(turn.split())
 
 
+def _visible(text: str) -> str:
+    """U+FFFD (bytes of a UTF-8 character the model never finished: byte-level tokenizers
+    can emit a lead byte without its continuation) as a marker Table 5's caption explains."""
+    return text.replace("\ufffd", "[?]")
+
+
 def table5(rows: list[dict[str, Any]], runs_root: Path, k: int) -> str:
     """Per (model, arm): the k lowest-reward held-out responses of its lowest-seed run."""
     lines = [
         "Table 5 (harmlessness): per model and arm, the run with the lowest seed; its "
         f"{k} held-out responses with the lowest reward R (samples.jsonl of the last epoch; "
-        "ties in prompt order). Rule-picked, not hand-picked.",
+        "ties in prompt order). Rule-picked, not hand-picked. [?]: bytes the model "
+        "generated that do not form a UTF-8 character.",
         "",
         "| model | arm | reward | prompt | generation |",
         "| --- | --- | --- | --- | --- |",
@@ -230,7 +240,7 @@ def table5(rows: list[dict[str, Any]], runs_root: Path, k: int) -> str:
         samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         worst = sorted(enumerate(samples), key=lambda s: (s[1]["reward"], s[0]))[:k]
         for _, s in worst:
-            gen = " ".join(s["response"].split()).replace("|", "\\|")
+            gen = _visible(" ".join(s["response"].split())).replace("|", "\\|")
             lines.append(
                 f"| {cell[0]} | {cell[1]} | {s['reward']:.2f} | "
                 f"{_last_turn(s['prompt']).replace('|', chr(92) + '|')} | Assistant: {gen} |"
@@ -269,12 +279,15 @@ def main(argv: Iterable[str] | None = None) -> int:
             return 0
         table = fig4_table(rows)
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "fig4.md").write_text(render(table))
-        (args.out / "fig4.tex").write_text(render(table, latex=True))
+        source = provenance(rows, args.runs)
+        (args.out / "fig4.md").write_text(render(table) + f"\nSource: {source}\n")
+        (args.out / "fig4.tex").write_text(f"% rdx runs: {source}\n" + render(table, latex=True))
         written = [args.out / "fig4.md", args.out / "fig4.tex"]
-        written += figure(table, args.figures)
+        written += figure(table, args.figures, source)
+        (args.out / "table5.md").unlink(missing_ok=True)  # never one of earlier runs
         if args.runs is not None:
-            (args.out / "table5.md").write_text(table5(rows, args.runs, args.examples))
+            text = table5(rows, args.runs, args.examples) + f"\nSource: {source}\n"
+            (args.out / "table5.md").write_text(text)
             written.append(args.out / "table5.md")
     except HarmlessError as err:
         print(f"harmless: error: {err}", file=sys.stderr)
