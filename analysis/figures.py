@@ -324,13 +324,16 @@ def _target_title(
     )
 
 
-def _size(dropout: str, gamma: float | None, levels: dict[str, list[float]]) -> float:
-    """Marker area by the rank of γ among the dropout's γs: γ read off the size, no text
-    labels to collide where points crowd."""
-    values = levels.get(dropout, [])
-    if gamma is None or float(gamma) not in values or len(values) < 2:
+def _size(gamma: float | None, gammas: list[float]) -> float:
+    """Marker area by the rank of γ among the γs of the plot (quantile and random share
+    one scale): γ read off the size, no text labels to collide where points crowd."""
+    if gamma is None or float(gamma) not in gammas or len(gammas) < 2:
         return 45.0
-    return 18.0 + 90.0 * values.index(float(gamma)) / (len(values) - 1)
+    return 18.0 + 90.0 * gammas.index(float(gamma)) / (len(gammas) - 1)
+
+
+def size_levels(levels: dict[str, list[float]]) -> list[float]:
+    return sorted(set(levels.get("quantile", [])) | set(levels.get("random", [])))
 
 
 def _pareto_panel(ax: Any, groups: dict[tuple, list[dict]], levels: dict) -> None:
@@ -348,7 +351,7 @@ def _pareto_panel(ax: Any, groups: dict[tuple, list[dict]], levels: dict) -> Non
             y,
             color=color,
             marker=MARKERS.get(dropout, "."),
-            s=_size(dropout, gamma, levels),
+            s=_size(gamma, size_levels(levels)),
             zorder=3,
             edgecolors="white",
             linewidths=0.5,
@@ -384,12 +387,12 @@ def _pareto_legend(points: dict[tuple, dict[tuple, list]], levels: dict) -> list
         if any(k[1] == d for k in keys):
             name = "N/A" if d == "none" else d
             handles.append(plt.Line2D([], [], color="0.3", marker=m, linestyle="", label=name))
-    gammas = sorted({float(k[2]) for k in keys if k[1] in ("quantile", "random") and k[2]})
-    for g in gammas:
-        mode = "quantile" if g in levels.get("quantile", []) else "random"
-        area = _size(mode, g, levels)
+    gammas = size_levels(levels)
+    shown = sorted({float(k[2]) for k in keys if k[1] in ("quantile", "random") and k[2]})
+    for g in shown if len(gammas) > 1 else []:  # one γ: no size scale to explain
+        size = math.sqrt(_size(g, gammas))
         handles.append(
-            plt.Line2D([], [], color="0.5", marker="o", linestyle="", markersize=math.sqrt(area),
+            plt.Line2D([], [], color="0.5", marker="o", linestyle="", markersize=size,
                        label=f"γ={fmt_value(g)}")
         )  # fmt: skip
     return handles
