@@ -128,6 +128,7 @@ def test_thread_rule_order(monkeypatch):
     for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS", "RDX_PARALLEL_JOBS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr("rdx.threads.runnable_others", lambda: 0)  # an idle machine
     assert default_threads(None) == 4
     monkeypatch.setenv("RDX_PARALLEL_JOBS", "2")
     assert default_threads(None) == 2
