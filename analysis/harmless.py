@@ -198,13 +198,16 @@ def figure(table: pd.DataFrame, out: Path, source: str = "") -> list[Path]:
             ax.bar(xs, means, width, yerr=stds, capsize=2, label=a)
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
         ax.set_title(name)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.tight_layout()
+    # above the panels: inside one, the legend hid that panel's bars
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(arms),
+               bbox_to_anchor=(0.5, 1.0), frameon=False)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "fig4.png", out / "fig4.pdf"]
     runs = f"rdx runs: {source}"
-    fig.savefig(paths[0], dpi=150, metadata={"Description": runs})
-    fig.savefig(paths[1], metadata={"Subject": runs})
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": runs})
     plt.close(fig)
     return paths
 
