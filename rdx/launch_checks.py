@@ -23,11 +23,19 @@ def flag_conflict(argv: list[str]) -> str | None:
     shown = next((a for a in argv if a in _ONE_JOB_FLAGS), None)
     if not multirun or shown is None:
         return None
-    rest = " ".join(a for a in argv if a not in ("-m", "--multirun"))
+    rest = " ".join(_first_value(a) for a in argv if a not in ("-m", "--multirun"))
     return (
         f"-m and {shown} do not go together: {shown} prints one job's config; drop -m and "
-        f"give one value per key (python -m rdx.train {rest})"
+        f"give one value per key, e.g. python -m rdx.train {rest}"
     )
+
+
+def _first_value(arg: str) -> str:
+    """`gamma=0.2,0.4` -> `gamma=0.2`: the first job of a sweep list (a [list] stays)."""
+    key, sep, value = arg.partition("=")
+    if not sep or value.startswith(("[", "{")) or "," not in value:
+        return arg
+    return f"{key}={value.split(',')[0]}"
 
 
 def _bare(key: str) -> str:

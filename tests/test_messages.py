@@ -57,7 +57,7 @@ def test_multirun_with_cfg_is_one_line(monkeypatch, capsys):
     assert code == 2
     assert err == (
         "rdx: error: -m and --cfg do not go together: --cfg prints one job's config; drop -m "
-        "and give one value per key (python -m rdx.train gamma=0.2,0.4 --cfg job)\n"
+        "and give one value per key, e.g. python -m rdx.train gamma=0.2 --cfg job\n"
     )
 
 
