@@ -18,9 +18,10 @@ Reads the tidy CSV of analysis.collect and keeps the runs with algo ppo or dpo. 
 
 Two runs of one (model, arm, other settings, seed) fail naming both unless `--duplicates
 latest` (keep the run that ended last). With no PPO/DPO run it removes stale fig4/table5
-outputs and says so. `--rest` writes the CSV's other runs (for analysis.tables, whose
-off-policy tables these runs are not part of), or removes that file when there are none:
-`make tables` runs analysis.tables on it only if it exists.
+outputs and says so; each file it writes names its runs (`Source:`, `% rdx runs:`, the
+PNG's Description, the PDF's Subject). `--rest` writes the CSV's other runs to a file of
+their own, or removes it when there are none (analysis.tables itself leaves PPO/DPO runs
+out, so `make tables` no longer needs it).
 """
 
 from __future__ import annotations
