@@ -9,6 +9,8 @@ RUNS ?=
 # Two runs of one cell and seed (a sweep run twice): keep the one that ended last, or fail.
 DUPLICATES ?= latest
 SOURCE ?= local
+# 1: tables render a missing cell of a grid as — (listed) instead of failing (ad-hoc runs).
+ALLOW_MISSING ?=
 PROJECT ?=
 STAMP := $(VENV)/.rdx-installed
 
@@ -50,14 +52,14 @@ lint: install ## ruff check
 # In a recipe: RUNS, else the latest sweep (named on stderr); fails the recipe if neither.
 RUNS_DIR = $(if $(RUNS),$(RUNS),$$($(BIN)/python -m analysis.latest runs))
 
-tables: install ## Rebuild tables/ from the latest sweep, run dirs (RUNS=dir) or W&B (SOURCE=wandb PROJECT=entity/project)
+tables: install ## Rebuild tables/ from the latest sweep, run dirs (RUNS=dir) or W&B (SOURCE=wandb PROJECT=entity/project); ALLOW_MISSING=1 for ad-hoc runs
 ifeq ($(SOURCE),wandb)
 	$(BIN)/python -m analysis.collect --source wandb --project $(PROJECT) --out results/runs.csv
 else
 	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.collect --runs "$$runs" --out results/runs.csv
 endif
-	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES) --rest results/runs.offpolicy.csv
-	test ! -f results/runs.offpolicy.csv || $(BIN)/python -m analysis.tables --csv results/runs.offpolicy.csv --out tables/ --duplicates $(DUPLICATES)
+	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES)
+	$(BIN)/python -m analysis.tables --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --duplicates $(DUPLICATES) $(if $(ALLOW_MISSING),--allow-missing)
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
 	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)

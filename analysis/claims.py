@@ -54,16 +54,17 @@ import pandas as pd
 from tabulate import tabulate
 
 from analysis.collect import collect_local
-from analysis.figures import epoch_curves
-from analysis.tables import (
+from analysis.runs import (
     CONTEXT,
     DUPLICATE_RULES,
     INIT_ORDER,
-    TableError,
+    RunsError,
     config_axes,
     context_label,
+    epoch_curves,
     fmt_value,
     load,
+    provenance,
     records,
     split_blocks,
 )
@@ -185,7 +186,7 @@ def values(runs: list[dict[str, Any]], value_of: Callable[[dict], Any]) -> Value
     for rec in runs:
         key = unit(rec)
         if key in seen:
-            raise TableError(
+            raise RunsError(
                 f"two runs of one arm and unit (dataset, attribute, seed)={key}: "
                 f"{seen[key]}, {rec.get('run_dir')}"
             )
@@ -422,6 +423,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"claims: error: runs root {args.runs} is not a directory", file=sys.stderr)
         return 2
     notes: list[str] = []
+    if args.out is not None:  # no claims.md of earlier runs may stand in for these
+        args.out.unlink(missing_ok=True)
     try:
         if args.csv is not None:
             recs = load(args.csv, args.duplicates, notes)
@@ -430,16 +433,16 @@ def main(argv: Iterable[str] | None = None) -> int:
             if len(incomplete):  # never averaged in; analysis.collect lists them
                 notes.append(f"warning: {len(incomplete)} incomplete run(s) left out")
             recs = records(done, str(args.runs), args.duplicates, notes) if len(done) else []
-    except TableError as err:
+    except RunsError as err:
         print(f"claims: error: {err}", file=sys.stderr)
         return 1
     curves = Curves(args.runs)
     try:
         blocks = evaluate(recs, curves, args.seed)
-    except TableError as err:
+    except RunsError as err:
         print(f"claims: error: {err}", file=sys.stderr)
         return 1
-    text = render(blocks, args.seed)
+    text = render(blocks, args.seed) + f"\nSource: {provenance(recs, args.runs)}\n"
     print(text, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

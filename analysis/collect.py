@@ -73,8 +73,20 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.as_posix()))
 
 
+def _stage(run_dir: Path) -> str | None:
+    """The run's `stage` from its config.yaml (train or prepare), None if unreadable."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config.get("stage") if isinstance(config, dict) else None
+
+
 def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(row, None) for a completed run, (None, incomplete-record) for anything else."""
+    """(row, None) for a completed run, (None, incomplete-record) for a run that did not
+    complete, (None, None) for a completed `stage=prepare` dir (artifacts only, no run)."""
     rel = run_dir.relative_to(root).as_posix() if run_dir != root else "."
     record: dict[str, Any] = {"run_dir": rel, "overrides": _overrides(run_dir)}
     summary: dict[str, Any] = {}
@@ -91,6 +103,8 @@ def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str
     if state == "completed" and summary:
         # `ended` lets analysis.tables --duplicates latest keep the run that ended last.
         return {**summary, "ended": status.get("ended"), "run_dir": rel}, None
+    if state == "completed" and _stage(run_dir) == "prepare":
+        return None, None  # `stage=prepare` built artifacts: not a training run at all
     if not status:
         reason = "no status.json"
     elif state == "completed":
@@ -159,7 +173,7 @@ def collect_local(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         row, bad = read_run(run_dir, root)
         if row is not None:
             done.append(row)
-        else:
+        elif bad is not None:
             incomplete.append(bad)
     return _tidy(done), pd.DataFrame(incomplete, columns=INCOMPLETE_COLUMNS)
 
@@ -260,7 +274,18 @@ def main(argv: Iterable[str] | None = None) -> int:
         except json.JSONDecodeError as err:
             print(f"collect: error: --filters is not JSON: {err}", file=sys.stderr)
             return 2
-        done, incomplete = collect_wandb(args.project, filters)
+        try:
+            done, incomplete = collect_wandb(args.project, filters)
+        except Exception as err:  # wandb's own errors: no key, no network, no such project
+            if not type(err).__module__.startswith(("wandb", "requests", "urllib3")):
+                raise
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            print(
+                f"collect: error: W&B project {args.project}: {first} (an API key comes from "
+                "WANDB_API_KEY or `wandb login`; without SOURCE=wandb, make reads local run dirs)",
+                file=sys.stderr,
+            )
+            return 2
     write(done, incomplete, args.out)
     print(f"collect: {len(done)} completed run(s) -> {args.out}")
     warn_incomplete(incomplete, args.out)

@@ -4,18 +4,26 @@
         [--duplicates fail|latest]      # as in analysis.tables; make figures passes latest
 
 fig3_<dataset>_<attribute>[_<axis>=<value>...]: eval/likelihood and eval/reward by epoch
-    (metrics.jsonl), one column per target init, one line per dropout setting (mean over
-    seeds, band = min..max); the suffix names model/lr/... when the CSV has several.
+    (metrics.jsonl, epochs from 1), one column per target init, one line per dropout setting
+    (mean over seeds, band = min..max); the suffix names model/lr/... when the CSV has
+    several. Drawn only from runs with per-epoch metrics (trainer.epoch_metrics=every, as in
+    sweeps=fig3): a run that measured its last epoch only is one dot, not a curve, and is
+    left out with a warning that says so.
 pareto_<dataset>: final eval/reward vs eval/likelihood (CSV only), one point per setting
-    (mean over seeds), arrows from N/A to each quantile γ of the same attribute.
-fig6_<run>: r̂ and π̄ of the fixed probe batch (trace.jsonl), samples x epochs, dropped
-    samples dark; default run: the first quantile run with a trace.
+    (mean over seeds), marker size = γ, lines from N/A through quantile γ in order.
+fig6: r̂ and π̄ of the fixed probe batch (trace.jsonl), samples x epochs, dropped samples
+    dark; default run: a quantile run with the γ nearest the paper's 0.8 (lowest seed).
 Run dirs in the CSV are relative to --runs (what collect writes).
+
+Each run writes only what its runs support: it first removes the fig3_*, pareto_* and fig6*
+files an earlier run left in --out, and names its runs in every file it writes (PNG text
+chunk and PDF Subject: `rdx runs: ...`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -29,12 +37,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
-from analysis.tables import DUPLICATE_RULES, TableError, config_axes, fmt_value, load  # noqa: E402
-from rdx.records import read_jsonl  # noqa: E402
+from analysis.runs import (  # noqa: E402
+    DUPLICATE_RULES,
+    INIT_ORDER,
+    RunsError,
+    config_axes,
+    epoch_curves,
+    fmt_value,
+    load,
+    provenance,
+    run_path,
+)
 
-INIT_ORDER = ["random", "behavior", "pretrained"]
 FIG3_CONFIG = ("model", "behavior", "reward_model", "epochs", "lr")
 PARETO_PANELS = ("model", "init", "behavior", "reward_model", "epochs", "lr")
 CURVES = [("eval/likelihood", "likelihood β(τ̂)"), ("eval/reward", "reward R(τ̂)")]
@@ -47,18 +63,15 @@ ATTRIBUTE_COLORS = {
     "sci_tech": "tab:brown",
 }
 MARKERS = {"none": "X", "random": "s", "quantile": "o", "threshold": "D"}
+# One colour map per dropout, walked by the rank of γ among the γs present: 0.8, 0.9 and
+# 0.95 are as far apart as 0.2, 0.4 and 0.6 (a map read by γ's value made them one blue).
+GAMMA_CMAPS = {"quantile": "viridis", "random": "Greys", "threshold": "Oranges"}
+GAMMA_SPAN = {"quantile": (0.05, 0.75), "random": (0.45, 0.8), "threshold": (0.45, 0.9)}
+FIG6_GAMMA = 0.8  # the paper's Fig. 6 shows quantile dropout at γ = 0.8
+OWN_OUTPUTS = ("fig3_*", "pareto_*", "fig6.*", "fig6_*")
 MASK_COLOR = "0.08"
 # YlOrRd without its darkest reds, so that no value looks like a dropped (dark) cell.
 HEAT_CMAP = ListedColormap(plt.get_cmap("YlOrRd")(np.linspace(0.0, 0.8, 256)))
-
-
-def epoch_curves(run_dir: Path) -> dict[int, dict[str, float]]:
-    """{epoch: epoch record}; a resumed run may repeat an epoch, the last record wins."""
-    return {
-        int(r["epoch"]): r
-        for r in read_jsonl(run_dir / "metrics.jsonl")
-        if r.get("kind") == "epoch"
-    }
 
 
 def setting_label(rec: dict[str, Any]) -> str:
@@ -76,15 +89,29 @@ def _setting_order(rec: dict[str, Any]) -> tuple:
     return (rank, rec["gamma"] or 0.0, rec["delta"] or 0.0)
 
 
-def _style(rec: dict[str, Any]) -> dict[str, Any]:
-    """N/A black with x markers (as in the paper's Fig. 3); γ darkens the dropout's colour."""
+def gamma_levels(recs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """{dropout: its γ (δ for threshold) values present, sorted}: what a colour rank counts."""
+    levels: dict[str, set] = defaultdict(set)
+    for rec in recs:
+        value = rec["delta"] if rec["dropout"] == "threshold" else rec["gamma"]
+        if rec["dropout"] != "none" and value is not None:
+            levels[rec["dropout"]].add(float(value))
+    return {k: sorted(v) for k, v in levels.items()}
+
+
+def style(rec: dict[str, Any], levels: dict[str, list[float]]) -> dict[str, Any]:
+    """N/A black with x markers (as in the paper's Fig. 3); each γ of a dropout its own
+    colour, spread over the dropout's map by rank so that neighbouring γs stay apart."""
     if rec["dropout"] == "none":
         return {"color": "black", "marker": "x", "linestyle": "-"}
-    cmap = {"random": plt.cm.Greys, "quantile": plt.cm.Blues, "threshold": plt.cm.Oranges}
-    shade = 0.45 + 0.5 * (rec["gamma"] if rec["gamma"] is not None else 0.5)
-    color = cmap.get(rec["dropout"], plt.cm.Greens)(min(shade, 0.95))
-    style = "--" if rec["dropout"] == "random" else "-"
-    return {"color": color, "marker": MARKERS.get(rec["dropout"], "."), "linestyle": style}
+    value = rec["delta"] if rec["dropout"] == "threshold" else rec["gamma"]
+    values = levels.get(rec["dropout"], [])
+    rank = values.index(float(value)) if value is not None and float(value) in values else 0
+    lo, hi = GAMMA_SPAN.get(rec["dropout"], (0.45, 0.9))
+    shade = lo + (hi - lo) * (rank / (len(values) - 1) if len(values) > 1 else 0.5)
+    color = plt.get_cmap(GAMMA_CMAPS.get(rec["dropout"], "Greens"))(shade)
+    line = "--" if rec["dropout"] == "random" else "-"
+    return {"color": color, "marker": MARKERS.get(rec["dropout"], "."), "linestyle": line}
 
 
 def _init_rank(init: Any) -> tuple[int, str]:
@@ -92,21 +119,45 @@ def _init_rank(init: Any) -> tuple[int, str]:
     return (INIT_ORDER.index(init) if init in INIT_ORDER else len(INIT_ORDER), str(init))
 
 
-def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+def _plain(ax: Any, axis: str = "both") -> None:
+    """Tick labels as the values themselves: no `1e−5+2.396e−1` offset above the axis."""
+    for which in ("x", "y") if axis == "both" else (axis,):
+        formatter = ScalarFormatter(useOffset=False)
+        formatter.set_scientific(False)
+        getattr(ax, f"{which}axis").set_major_formatter(formatter)
+
+
+def _save(fig: plt.Figure, out: Path, stem: str, runs: str) -> list[Path]:
+    """PNG and PDF, each naming the runs it was drawn from in its metadata."""
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": runs})
     plt.close(fig)
     return paths
+
+
+def clear_outputs(out: Path) -> list[Path]:
+    """Remove the figures an earlier run of this module left in `out`; the removed paths."""
+    removed = []
+    for pattern in OWN_OUTPUTS:
+        for path in sorted(out.glob(pattern)):
+            if path.suffix in (".png", ".pdf") and path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in str(name)).strip("_")
 
 
-def _run_path(run_dir: str | int, root: Path | None) -> Path:
-    path = Path(str(run_dir))  # a CSV read elsewhere may hold job dirs 0, 1, ... as ints
-    return path if root is None or path.is_absolute() else root / path
+def _runs_line(recs: list[dict[str, Any]], root: Path | None) -> str:
+    return f"rdx runs: {provenance(recs, root)}"
+
+
+def per_epoch(curves: dict[int, dict[str, float]]) -> bool:
+    """Whether a run's epoch records hold a curve: a Fig. 3 metric at two epochs or more."""
+    return any(sum(r.get(key) is not None for r in curves.values()) >= 2 for key, _ in CURVES)
 
 
 def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> list[Path]:
@@ -121,16 +172,21 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
         )
     configs = sorted({k[2] for k in groups}, key=str)
     varying = [i for i, _ in enumerate(config_keys) if len({c[i] for c in configs}) > 1]
-    written, no_metrics = [], []
+    levels = gamma_levels(recs)
+    written, no_metrics, last_only = [], [], []
     for (dataset, attribute, config), runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         curves = {}
         for rec in runs:
-            path = _run_path(rec["run_dir"], root) / "metrics.jsonl"
-            if path.is_file():
-                curves[rec["run_dir"]] = epoch_curves(path.parent)
-            else:
+            path = run_path(rec["run_dir"], root) / "metrics.jsonl"
+            if not path.is_file():
                 no_metrics.append(str(path))
-        runs = [r for r in runs if curves.get(r["run_dir"])]
+                continue
+            run_curves = epoch_curves(path.parent)
+            if per_epoch(run_curves):
+                curves[rec["run_dir"]] = run_curves
+            else:
+                last_only.append(str(path.parent))
+        runs = [r for r in runs if r["run_dir"] in curves]
         if not runs:
             continue
         suffix = [f"{config_keys[i]}={fmt_value(config[i])}" for i in varying]
@@ -154,9 +210,10 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
                         [curves[m["run_dir"]] for m in members],
                         key,
                         label,
-                        _style(members[0]),
+                        style(members[0], levels),
                     )
                     axes[row][col].set_ylabel(ylabel if col == 0 else "")
+                    _plain(axes[row][col], "y")
             axes[0][col].set_title(f"init = {init}")
             axes[1][col].set_xlabel("epoch")
             axes[1][col].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -177,9 +234,15 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
         fig.suptitle(" / ".join([str(dataset), str(attribute), *suffix]))
         fig.tight_layout(rect=(0, 0.05, 1, 1))
         stem = "_".join(_safe(x) for x in ["fig3", dataset, attribute, *suffix])
-        written += _save(fig, out, stem)
+        written += _save(fig, out, stem, _runs_line(runs, root))
     if no_metrics:
         warn.append(f"fig3: no metrics.jsonl for {len(no_metrics)} run(s), e.g. {no_metrics[0]}")
+    if last_only:
+        warn.append(
+            f"fig3: {len(last_only)} run(s) measured their last epoch only (one dot, not a "
+            f"curve), left out, e.g. {last_only[0]}; curves need trainer.epoch_metrics=every "
+            "(python -m rdx.train -m sweeps=fig3)"
+        )
     return written
 
 
@@ -192,10 +255,12 @@ def _plot_mean(ax: Any, runs: list[dict[int, dict]], key: str, label: str, style
     ]
     mean = [float(np.mean(v)) for v in vals]
     n = min(len(v) for v in vals)
-    ax.plot(epochs, mean, label=label if n < 2 else f"{label} (n={n})", markersize=4, **style)
+    # metrics.jsonl counts epochs from 0; the log and the paper count them from 1
+    xs = [e + 1 for e in epochs]
+    ax.plot(xs, mean, label=label if n < 2 else f"{label} (n={n})", markersize=4, **style)
     if max(len(v) for v in vals) > 1:
         ax.fill_between(
-            epochs,
+            xs,
             [min(v) for v in vals],
             [max(v) for v in vals],
             color=style["color"],
@@ -204,12 +269,14 @@ def _plot_mean(ax: Any, runs: list[dict[int, dict]], key: str, label: str, style
         )
 
 
-def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
+def pareto(recs: list[dict[str, Any]], out: Path, root: Path | None = None) -> list[Path]:
     written = []
     panels = (*PARETO_PANELS, *config_axes(recs))  # a sampling regime is a panel, not a seed
+    levels = gamma_levels(recs)
     for dataset in sorted({str(r["dataset"]) for r in recs}):
         # (target config, attribute, setting) -> runs; the point is their mean over seeds.
         points: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        used = []
         for rec in recs:
             if str(rec["dataset"]) != dataset or rec.get("eval/likelihood") is None:
                 continue
@@ -218,6 +285,7 @@ def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
             target = tuple(rec.get(a) for a in panels)
             setting = (rec["dropout"], rec["gamma"], rec["delta"])
             points[target][(rec["attribute"], *setting)].append(rec)
+            used.append(rec)
         if not points:
             continue
         targets = sorted(points, key=lambda t: (str(t[0]), _init_rank(t[1]), str(t[2:])))
@@ -230,15 +298,18 @@ def pareto(recs: list[dict[str, Any]], out: Path) -> list[Path]:
             sharey=True,
         )
         for ax, target in zip(axes[0], targets, strict=True):
-            _pareto_panel(ax, points[target], legend=ax is axes[0][0])
+            _pareto_panel(ax, points[target], levels)
             ax.set_title(_target_title(target, targets, panels), fontsize=9)
         axes[0][0].set_ylabel("eval/reward  R(τ̂), final epoch")
+        handles = _pareto_legend(points, levels)
+        fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.suptitle(
             f"{dataset}: final reward vs likelihood (mean over seeds)\n"
-            "arrows: N/A → quantile γ of the same attribute",
+            "lines: N/A → quantile γ in increasing order, same attribute",
             fontsize=10,
         )
-        written += _save(fig, out, f"pareto_{_safe(dataset)}")
+        fig.tight_layout()
+        written += _save(fig, out, f"pareto_{_safe(dataset)}", _runs_line(used, root))
     return written
 
 
@@ -253,7 +324,19 @@ def _target_title(
     )
 
 
-def _pareto_panel(ax: Any, groups: dict[tuple, list[dict]], legend: bool) -> None:
+def _size(gamma: float | None, gammas: list[float]) -> float:
+    """Marker area by the rank of γ among the γs of the plot (quantile and random share
+    one scale): γ read off the size, no text labels to collide where points crowd."""
+    if gamma is None or float(gamma) not in gammas or len(gammas) < 2:
+        return 45.0
+    return 18.0 + 90.0 * gammas.index(float(gamma)) / (len(gammas) - 1)
+
+
+def size_levels(levels: dict[str, list[float]]) -> list[float]:
+    return sorted(set(levels.get("quantile", [])) | set(levels.get("random", [])))
+
+
+def _pareto_panel(ax: Any, groups: dict[tuple, list[dict]], levels: dict) -> None:
     xy = {
         key: (
             float(np.mean([r["eval/likelihood"] for r in runs])),
@@ -263,45 +346,65 @@ def _pareto_panel(ax: Any, groups: dict[tuple, list[dict]], legend: bool) -> Non
     }
     for (attribute, dropout, gamma, _delta), (x, y) in xy.items():
         color = ATTRIBUTE_COLORS.get(attribute, "tab:gray")
-        ax.scatter(x, y, color=color, marker=MARKERS.get(dropout, "."), s=40, zorder=3)
-        if dropout != "quantile":
-            continue
-        ax.annotate(
-            fmt_value(gamma),
-            (x, y),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize=7,
+        ax.scatter(
+            x,
+            y,
             color=color,
+            marker=MARKERS.get(dropout, "."),
+            s=_size(gamma, size_levels(levels)),
+            zorder=3,
+            edgecolors="white",
+            linewidths=0.5,
         )
+    for attribute in {k[0] for k in xy}:
         base = xy.get((attribute, "none", None, None))
-        if base is not None:
-            ax.annotate(
-                "",
-                (x, y),
-                base,
-                arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.7, "lw": 1},
+        for dropout in ("quantile",):  # random's own lines would bury the quantile path
+            path = sorted((k[2], p) for k, p in xy.items() if k[0] == attribute and k[1] == dropout)
+            if not path:
+                continue
+            line = ([base] if base else []) + [p for _, p in path]
+            ax.plot(
+                [p[0] for p in line],
+                [p[1] for p in line],
+                color=ATTRIBUTE_COLORS.get(attribute, "tab:gray"),
+                alpha=0.6,
+                lw=1,
+                zorder=2,
             )
-    order = list(ATTRIBUTE_COLORS)
-    attrs = sorted({k[0] for k in xy}, key=lambda a: (order + [a]).index(a))
-    handles = [Patch(color=ATTRIBUTE_COLORS.get(a, "tab:gray"), label=a) for a in attrs]
-    handles += [
-        plt.Line2D([], [], color="0.3", marker=m, linestyle="", label="N/A" if d == "none" else d)
-        for d, m in MARKERS.items()
-        if any(k[1] == d for k in xy)
-    ]
-    if legend:
-        ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xlabel("eval/likelihood  β(τ̂), final epoch")
-    ax.margins(0.08)  # room for the γ labels of the outermost points
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    _plain(ax)
+    ax.margins(0.08)
     ax.grid(alpha=0.3)
 
 
-def fig6(run_dir: Path, out: Path, name: str, title: str = "") -> list[Path]:
-    trace = sorted(read_jsonl(run_dir / "trace.jsonl"), key=lambda r: r["epoch"])
+def _pareto_legend(points: dict[tuple, dict[tuple, list]], levels: dict) -> list[Any]:
+    keys = {k for groups in points.values() for k in groups}
+    order = list(ATTRIBUTE_COLORS)
+    attrs = sorted({k[0] for k in keys}, key=lambda a: (order + [a]).index(a))
+    handles: list[Any] = [Patch(color=ATTRIBUTE_COLORS.get(a, "tab:gray"), label=a) for a in attrs]
+    for d, m in MARKERS.items():
+        if any(k[1] == d for k in keys):
+            name = "N/A" if d == "none" else d
+            handles.append(plt.Line2D([], [], color="0.3", marker=m, linestyle="", label=name))
+    gammas = size_levels(levels)
+    shown = sorted({float(k[2]) for k in keys if k[1] in ("quantile", "random") and k[2]})
+    for g in shown if len(gammas) > 1 else []:  # one γ: no size scale to explain
+        size = math.sqrt(_size(g, gammas))
+        handles.append(
+            plt.Line2D([], [], color="0.5", marker="o", linestyle="", markersize=size,
+                       label=f"γ={fmt_value(g)}")
+        )  # fmt: skip
+    return handles
+
+
+def fig6(
+    run_dir: Path, out: Path, title: str = "", runs: str = "", stem: str = "fig6"
+) -> list[Path]:
+    trace = sorted(read_trace(run_dir), key=lambda r: r["epoch"])
     if not trace:
-        raise TableError(f"{run_dir / 'trace.jsonl'} has no records")
-    epochs = [r["epoch"] for r in trace]
+        raise RunsError(f"{run_dir / 'trace.jsonl'} has no records")
+    epochs = [r["epoch"] + 1 for r in trace]  # counted from 1, as in the training log
     keep = np.array([r["keep"] for r in trace], dtype=bool)
     height = max(3.4, 0.3 * len(epochs) + 2.4)
     fig, axes = plt.subplots(1, 2, figsize=(11.0, height), sharey=True, layout="constrained")
@@ -327,34 +430,42 @@ def fig6(run_dir: Path, out: Path, name: str, title: str = "") -> list[Path]:
         loc="outside lower right",
         fontsize=8,
     )
-    fig.suptitle(title or name)
-    return _save(fig, out, f"fig6_{name}")
+    fig.suptitle(title or str(run_dir))
+    return _save(fig, out, stem, runs or f"rdx runs: 1 run(s): {run_dir}")
 
 
-def _heatmap_run(
+def read_trace(run_dir: Path) -> list[dict[str, Any]]:
+    from rdx.records import read_jsonl
+
+    return read_jsonl(run_dir / "trace.jsonl")
+
+
+def heatmap_run(
     recs: list[dict[str, Any]], root: Path | None, chosen: Path | None
-) -> tuple[Path, str, str] | None:
-    """(run dir, file-name part, title) for Fig. 6, or None when no run has a trace."""
+) -> tuple[Path, str, dict[str, Any] | None] | None:
+    """(run dir, title, its record) for Fig. 6, or None when no quantile run has a trace.
+
+    By default the paper's run: quantile dropout with the γ nearest 0.8, lowest seed, first
+    attribute in the CSV's order."""
     if chosen is not None:
         path = chosen if chosen.is_dir() or root is None else root / chosen
         if not (path / "trace.jsonl").is_file():
-            raise TableError(f"--heatmap-run {chosen}: no trace.jsonl in {path}")
+            raise RunsError(f"--heatmap-run {chosen}: no trace.jsonl in {path}")
         rec = next(
-            (r for r in recs if _run_path(r["run_dir"], root).resolve() == path.resolve()), None
+            (r for r in recs if run_path(r["run_dir"], root).resolve() == path.resolve()), None
         )
-        return path, _name_of(path, root), _title(rec) if rec else str(chosen)
-    for rec in recs:
-        path = _run_path(rec["run_dir"], root)
-        if rec["dropout"] == "quantile" and (path / "trace.jsonl").is_file():
-            return path, _safe(rec["run_dir"]), _title(rec)
-    return None
-
-
-def _name_of(path: Path, root: Path | None) -> str:
-    try:
-        return _safe(path.resolve().relative_to(root.resolve()).as_posix()) if root else ""
-    except ValueError:
-        return _safe("_".join(path.resolve().parts[-3:]))
+        return path, _title(rec) if rec else str(chosen), rec
+    candidates = [
+        (abs(float(rec["gamma"]) - FIG6_GAMMA), rec["seed"] or 0, i, rec)
+        for i, rec in enumerate(recs)
+        if rec["dropout"] == "quantile"
+        and rec["gamma"] is not None
+        and (run_path(rec["run_dir"], root) / "trace.jsonl").is_file()
+    ]
+    if not candidates:
+        return None
+    *_, rec = min(candidates, key=lambda c: c[:3])
+    return run_path(rec["run_dir"], root), _title(rec), rec
 
 
 def _title(rec: dict[str, Any]) -> str:
@@ -372,7 +483,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument(
         "--heatmap-run",
         type=Path,
-        help="run dir for fig6 (default: first quantile run with a trace.jsonl)",
+        help=f"run dir for fig6 (default: a quantile run with γ nearest {FIG6_GAMMA})",
     )
     parser.add_argument(
         "--duplicates",
@@ -382,20 +493,27 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     args = parser.parse_args(None if argv is None else list(argv))
     warn: list[str] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    removed = clear_outputs(args.out)  # before reading: a failure leaves no stale figure
     try:
         recs = load(args.csv, args.duplicates, warn)
-        args.out.mkdir(parents=True, exist_ok=True)
-        written = fig3(recs, args.runs, args.out, warn) + pareto(recs, args.out)
-        heat = _heatmap_run(recs, args.runs, args.heatmap_run)
+        written = fig3(recs, args.runs, args.out, warn) + pareto(recs, args.out, args.runs)
+        heat = heatmap_run(recs, args.runs, args.heatmap_run)
         if heat is None:
             warn.append("fig6: no quantile run with a trace.jsonl")
         else:
-            written += fig6(heat[0], args.out, heat[1] or "run", heat[2])
-    except (TableError, OSError, KeyError, ValueError) as err:
+            path, title, rec = heat
+            runs = _runs_line([rec], args.runs) if rec else f"rdx runs: 1 run(s): {path}"
+            written += fig6(path, args.out, title, runs)
+    except (RunsError, OSError, KeyError, ValueError) as err:
         print(f"figures: error: {err}", file=sys.stderr)
         return 1
+    kept = set(written)
+    gone = [p for p in removed if p not in kept]
     for path in written:
         print(f"figures: wrote {path}")
+    if gone:
+        print(f"figures: removed {len(gone)} older figure(s) these runs do not support")
     for line in warn:
         print(f"figures: warning: {line}", file=sys.stderr)
     return 0

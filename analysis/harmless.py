@@ -18,9 +18,10 @@ Reads the tidy CSV of analysis.collect and keeps the runs with algo ppo or dpo. 
 
 Two runs of one (model, arm, other settings, seed) fail naming both unless `--duplicates
 latest` (keep the run that ended last). With no PPO/DPO run it removes stale fig4/table5
-outputs and says so. `--rest` writes the CSV's other runs (for analysis.tables, whose
-off-policy tables these runs are not part of), or removes that file when there are none:
-`make tables` runs analysis.tables on it only if it exists.
+outputs and says so; each file it writes names its runs (`Source:`, `% rdx runs:`, the
+PNG's Description, the PDF's Subject). `--rest` writes the CSV's other runs to a file of
+their own, or removes it when there are none (analysis.tables itself leaves PPO/DPO runs
+out, so `make tables` no longer needs it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from analysis.runs import provenance
 
 ALGOS = ("ppo", "dpo")
 ARMS = ("PPO", "PPO + R.D.", "DPO")
@@ -176,7 +179,7 @@ def render(table: pd.DataFrame, latex: bool = False) -> str:
     return caption + "\n\n" + "\n".join(md) + "\n"
 
 
-def figure(table: pd.DataFrame, out: Path) -> list[Path]:
+def figure(table: pd.DataFrame, out: Path, source: str = "") -> list[Path]:
     """Grouped bars: one panel per metric, models on x, one bar per arm, error bar = std."""
     import matplotlib
 
@@ -196,12 +199,16 @@ def figure(table: pd.DataFrame, out: Path) -> list[Path]:
             ax.bar(xs, means, width, yerr=stds, capsize=2, label=a)
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
         ax.set_title(name)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.tight_layout()
+    # above the panels: inside one, the legend hid that panel's bars
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(arms),
+               bbox_to_anchor=(0.5, 1.0), frameon=False)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "fig4.png", out / "fig4.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
+    runs = f"rdx runs: {source}"
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": runs})
     plt.close(fig)
     return paths
 
@@ -212,12 +219,19 @@ def _last_turn(prompt: str) -> str:
     return "Human: " + " ".join(turn.split())
 
 
+def _visible(text: str) -> str:
+    """U+FFFD (bytes of a UTF-8 character the model never finished: byte-level tokenizers
+    can emit a lead byte without its continuation) as a marker Table 5's caption explains."""
+    return text.replace("\ufffd", "[?]")
+
+
 def table5(rows: list[dict[str, Any]], runs_root: Path, k: int) -> str:
     """Per (model, arm): the k lowest-reward held-out responses of its lowest-seed run."""
     lines = [
         "Table 5 (harmlessness): per model and arm, the run with the lowest seed; its "
         f"{k} held-out responses with the lowest reward R (samples.jsonl of the last epoch; "
-        "ties in prompt order). Rule-picked, not hand-picked.",
+        "ties in prompt order). Rule-picked, not hand-picked. [?]: bytes the model "
+        "generated that do not form a UTF-8 character.",
         "",
         "| model | arm | reward | prompt | generation |",
         "| --- | --- | --- | --- | --- |",
@@ -230,7 +244,7 @@ def table5(rows: list[dict[str, Any]], runs_root: Path, k: int) -> str:
         samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         worst = sorted(enumerate(samples), key=lambda s: (s[1]["reward"], s[0]))[:k]
         for _, s in worst:
-            gen = " ".join(s["response"].split()).replace("|", "\\|")
+            gen = _visible(" ".join(s["response"].split())).replace("|", "\\|")
             lines.append(
                 f"| {cell[0]} | {cell[1]} | {s['reward']:.2f} | "
                 f"{_last_turn(s['prompt']).replace('|', chr(92) + '|')} | Assistant: {gen} |"
@@ -269,12 +283,15 @@ def main(argv: Iterable[str] | None = None) -> int:
             return 0
         table = fig4_table(rows)
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "fig4.md").write_text(render(table))
-        (args.out / "fig4.tex").write_text(render(table, latex=True))
+        source = provenance(rows, args.runs)
+        (args.out / "fig4.md").write_text(render(table) + f"\nSource: {source}\n")
+        (args.out / "fig4.tex").write_text(f"% rdx runs: {source}\n" + render(table, latex=True))
         written = [args.out / "fig4.md", args.out / "fig4.tex"]
-        written += figure(table, args.figures)
+        written += figure(table, args.figures, source)
+        (args.out / "table5.md").unlink(missing_ok=True)  # never one of earlier runs
         if args.runs is not None:
-            (args.out / "table5.md").write_text(table5(rows, args.runs, args.examples))
+            text = table5(rows, args.runs, args.examples) + f"\nSource: {source}\n"
+            (args.out / "table5.md").write_text(text)
             written.append(args.out / "table5.md")
     except HarmlessError as err:
         print(f"harmless: error: {err}", file=sys.stderr)

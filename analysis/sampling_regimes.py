@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import rdx
 from rdx.config import validate
 from rdx.lm.sampling import classifier_logits
 from rdx.pipeline.artifacts import prepare
-from rdx.train import CONF
+
+# conf/ beside the rdx package, as rdx.train composes it (the CLI is not imported here: an
+# analysis script reads the config, it does not launch runs)
+CONF = Path(rdx.__file__).resolve().parents[1] / "conf"
 
 
 def measure(overrides: list[str]) -> dict[str, float]:

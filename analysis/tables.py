@@ -1,7 +1,7 @@
 """Stage 2 of the analysis: the tidy CSV -> the paper's tables, Markdown and LaTeX.
 
-    python -m analysis.tables --csv results/runs.csv --out tables/ [--allow-missing] [--full-grid]
-        [--duplicates fail|latest]
+    python -m analysis.tables --csv results/runs.csv --out tables/ [--runs ROOT]
+        [--allow-missing] [--full-grid] [--duplicates fail|latest]
 
 table1: rows dropout x γ, columns attributes, cell Acc + Reward (paper Table 1).
 table2: rows target model x {N/A, quantile γ=0.8}, columns attributes (paper Table 2).
@@ -14,11 +14,14 @@ the CSV; a missing cell of a table's grid fails unless --allow-missing (then it 
 `sampling.stop_at_eos` or `dropout.random_replacement`), the table gets one block per
 combination instead of averaging across them.
 
-Duplicates (two runs with the same axes and seed, e.g. one sweep run twice):
-`--duplicates fail` (the default here) fails naming the cell; `--duplicates latest` (the
-default of `make tables/figures/claims`) keeps the run that ended last (status.json
-`ended`, collected as the CSV's `ended` column; without it, the later row of the CSV) and
-says on stderr how many it left out.
+The PPO/DPO runs of the CSV are left to analysis.harmless (Fig. 4, Table 5). Each run of
+this module first removes the table1/2/34 files an earlier one left in --out, then writes
+only the tables its runs support, each naming those runs (a `Source:` line in Markdown, a
+`% rdx runs:` comment in LaTeX). A CSV with no runs at all is an error.
+
+Runs are read by analysis.runs: `--duplicates fail` (the default here) fails on two runs
+of one cell and seed, `--duplicates latest` (what `make tables` passes) keeps the one that
+ended last.
 """
 
 from __future__ import annotations
@@ -34,7 +37,24 @@ from typing import Any
 
 import pandas as pd
 
-ATTRIBUTES = ["negative", "positive", "world", "sport", "business", "sci_tech"]
+from analysis.harmless import ALGOS as HARMLESS_ALGOS
+from analysis.runs import (
+    ATTRIBUTES,
+    CONTEXT,
+    DROPOUTS,
+    DUPLICATE_RULES,
+    TARGET,
+    RunsError,
+    config_axes,
+    context_label,
+    fmt_value,
+    identity_axes,
+    provenance,
+    read_csv,
+    records,
+    split_blocks,
+)
+
 ATTRIBUTE_LABELS = {
     "negative": "Negative",
     "positive": "Positive",
@@ -43,8 +63,6 @@ ATTRIBUTE_LABELS = {
     "business": "Business",
     "sci_tech": "Sci/Tech",
 }
-DROPOUTS = ["none", "random", "quantile", "threshold", "prompt_quantile", "global_top"]
-INIT_ORDER = ["random", "behavior", "pretrained"]
 TEXT_METRICS = {
     "eval/bleu": "BLEU",
     "eval/rouge1": "ROUGE-1",
@@ -52,187 +70,12 @@ TEXT_METRICS = {
     "eval/rougeL": "ROUGE-L",
     "eval/meteor": "METEOR",
 }
-# What the target was trained with, besides dropout: runs that differ here are different
-# experiments, so they go to different blocks (or, in table2, different rows).
-TARGET = ["model", "init", "epochs", "lr"]
-CONTEXT = ["behavior", "reward_model", *TARGET]
-IDENTITY = ["dataset", *CONTEXT, "attribute", "dropout", "gamma", "delta", "seed"]
-# Summary keys that are settings, not metrics, though named without a dot (rdx's summary
-# writes sampling.* and the target's hub and trainable part flat).
-EXTRA_CONFIG = [
-    "model_hub",
-    "trainable",
-    "temperature",
-    "stop_at_eos",
-    "top_k",
-    "repetition_penalty",
-    "prefix_pool",
-    "fresh_per_epoch",
-]
-# An option of one dropout mode is part of that arm (a row), not a block: it is cleared on
-# the other modes' runs, where it means nothing.
-DROPOUT_OPTIONS = {"random_replacement": "random"}
-NOT_AXES = {"run_dir", "sweep", "ended"}  # bookkeeping: where and when, not what
-DUPLICATE_RULES = ("fail", "latest")
 TABLE2_GAMMA = 0.8
 OUTPUTS = ("table1", "table2", "table34")
 
 
-class TableError(Exception):
+class TableError(RunsError):
     """A table cannot be built as asked; the message names the offending cell."""
-
-
-# ---------------------------------------------------------------- loading
-
-
-def _py(value: Any) -> Any:
-    """pandas scalar -> plain Python, NaN -> None, so values work as dict keys."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if hasattr(value, "item"):
-        return _py(value.item())
-    return value
-
-
-def fmt_value(value: Any) -> str:
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else f"{value:g}"
-    return str(value)
-
-
-def _describe(rec: dict[str, Any], keys: Iterable[str]) -> str:
-    return " ".join(f"{k}={fmt_value(rec[k])}" for k in keys if rec.get(k) is not None)
-
-
-def config_axes(recs: list[dict[str, Any]]) -> list[str]:
-    """Setting keys beyond IDENTITY that some run records: dotted config keys such as
-    `sampling.stop_at_eos` (metrics are named with "/"), `model_hub`, `trainable`, and any
-    other key with a text or true/false value (metrics are numbers). A plain numeric key
-    without a dot reads as a metric: a summary should name its settings with dots."""
-    keys = set()
-    for rec in recs:
-        for key, value in rec.items():
-            if value is None or key in IDENTITY or key in NOT_AXES or key in DROPOUT_OPTIONS:
-                continue
-            if "." in key or key in EXTRA_CONFIG or isinstance(value, str | bool):
-                keys.add(key)
-    return sorted(keys)
-
-
-def identity_axes(recs: list[dict[str, Any]]) -> list[str]:
-    """What makes two runs the same cell and seed: IDENTITY plus the runs' config axes."""
-    options = [k for k in DROPOUT_OPTIONS if any(rec.get(k) is not None for rec in recs)]
-    return [*IDENTITY, *options, *config_axes(recs)]
-
-
-def load(
-    csv: Path, duplicates: str = "fail", warn: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """The CSV's runs as dicts (NaN -> None), with γ/δ cleared where the dropout ignores them.
-
-    `duplicates`: "fail" raises on two runs of one cell and seed; "latest" keeps the one
-    that ended last and appends a line about the others to `warn`.
-    """
-    try:
-        df = pd.read_csv(csv, dtype={"run_dir": str})  # job dirs 0, 1, ... are names, not ints
-    except FileNotFoundError as err:
-        raise TableError(f"no such CSV: {csv}") from err
-    except pd.errors.EmptyDataError as err:
-        raise TableError(f"{csv} is empty") from err
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
-        raise TableError(f"{csv} is not a CSV of runs ({type(err).__name__})") from err
-    return records(df, str(csv), duplicates, warn)
-
-
-def records(
-    df: pd.DataFrame, source: str, duplicates: str = "fail", warn: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """`load` for a frame already in memory (collect's output); `source` names it in errors."""
-    if duplicates not in DUPLICATE_RULES:
-        raise TableError(f"duplicates={duplicates}: expected one of {', '.join(DUPLICATE_RULES)}")
-    missing = [c for c in ("attribute", "dropout", "seed") if c not in df]
-    if missing:
-        raise TableError(f"{source} lacks column(s) {', '.join(missing)}")
-    if df.empty:
-        raise TableError(f"{source} has no runs")
-    df = df.copy()
-    for col in [*IDENTITY, "run_dir"]:
-        if col not in df:
-            df[col] = None
-    recs = [{k: _py(v) for k, v in row.items()} for row in df.to_dict("records")]
-    for rec in recs:
-        # γ is ignored by none/threshold and δ by the others: a sweep that sets γ on an N/A
-        # run has not made a different setting (rdx.config records γ null there too).
-        if rec["dropout"] in ("none", "threshold"):
-            rec["gamma"] = None
-        if rec["dropout"] != "threshold":
-            rec["delta"] = None
-        for option, mode in DROPOUT_OPTIONS.items():
-            if rec["dropout"] != mode and option in rec:
-                rec[option] = None
-    if duplicates == "latest":
-        recs, dropped = keep_latest(recs)
-        if dropped and warn is not None:
-            kept, old = dropped[0]
-            more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
-            warn.append(
-                f"--duplicates latest: left out {len(dropped)} older duplicate run(s), e.g. "
-                f"{old.get('run_dir')} (kept {kept.get('run_dir')}){more}"
-            )
-    check_duplicates(recs)
-    return recs
-
-
-def _end_time(rec: dict[str, Any]) -> float:
-    """status.json's `ended` as a POSIX time; -inf when unknown (older than any known)."""
-    ended = rec.get("ended")
-    if ended is None:
-        return -math.inf
-    try:
-        return pd.Timestamp(ended).timestamp()
-    except (ValueError, TypeError):
-        return -math.inf
-
-
-def keep_latest(
-    recs: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
-    """(one run per cell and seed, [(kept, left out), ...]): the run that ended last wins.
-
-    Ties (or no `ended`) go to the later record, i.e. the later row of the CSV.
-    """
-    axes = identity_axes(recs)
-    best: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
-    dropped = []
-    for i, rec in enumerate(recs):
-        key = tuple(rec.get(k) for k in axes)
-        rank = (_end_time(rec), i)
-        if key in best:
-            old_rank, old = best[key]
-            winner, loser = (rec, old) if rank > old_rank else (old, rec)
-            dropped.append((winner, loser))
-            rank = max(rank, old_rank)
-            rec = winner
-        best[key] = (rank, rec)
-    kept = [rec for _, rec in sorted(best.values(), key=lambda item: item[0][1])]
-    return kept, dropped
-
-
-def check_duplicates(recs: list[dict[str, Any]]) -> None:
-    """Fail on two runs with identical axes (seed included), naming the first such cell."""
-    axes = identity_axes(recs)
-    seen: dict[tuple, list[str]] = defaultdict(list)
-    for rec in recs:
-        seen[tuple(rec.get(k) for k in axes)].append(str(rec.get("run_dir")))
-    dups = [(key, dirs) for key, dirs in seen.items() if len(dirs) > 1]
-    if dups:
-        key, dirs = dups[0]
-        more = f"; and {len(dups) - 1} more duplicated cell(s)" if len(dups) > 1 else ""
-        raise TableError(
-            f"duplicated cell: {_describe(dict(zip(axes, key, strict=True)), axes)} "
-            f"has {len(dirs)} runs ({', '.join(dirs)}){more}; --duplicates latest keeps "
-            "the run that ended last"
-        )
 
 
 # ---------------------------------------------------------------- grids
@@ -278,60 +121,6 @@ def _attributes(recs: list[dict[str, Any]], full_grid: bool) -> list[str]:
     present = {r["attribute"] for r in recs}
     known = ATTRIBUTES if full_grid else [a for a in ATTRIBUTES if a in present]
     return known + sorted(present - set(ATTRIBUTES))
-
-
-def split_blocks(recs: list[dict[str, Any]], axes: list[str]) -> list[list[dict[str, Any]]]:
-    """Split runs by the context `axes`; datasets share a block unless they share attributes.
-
-    The paper's Tables 1/2 put Yelp's sentiment and AG News' topic attributes side by
-    side, so two datasets merge into one block as long as no attribute comes from both.
-    """
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for rec in recs:
-        groups[tuple(rec.get(a) for a in axes)].append(rec)
-    blocks = []
-
-    def order(key: tuple) -> tuple:  # random init before pretrained, as in the paper
-        return tuple(
-            (INIT_ORDER.index(v) if a == "init" and v in INIT_ORDER else 9, str(v))
-            for a, v in zip(axes, key, strict=True)
-        )
-
-    for key in sorted(groups, key=order):
-        group = groups[key]
-        datasets_of: dict[str, set] = defaultdict(set)
-        for rec in group:
-            datasets_of[rec["attribute"]].add(rec["dataset"])
-        if any(len(ds) > 1 for ds in datasets_of.values()):
-            by_ds: dict[Any, list] = defaultdict(list)
-            for rec in group:
-                by_ds[rec["dataset"]].append(rec)
-            blocks += [by_ds[d] for d in sorted(by_ds, key=str)]
-        else:
-            blocks.append(group)
-    return blocks
-
-
-def context_label(
-    recs: list[dict[str, Any]], axes: list[str], every: list[dict[str, Any]] | None = None
-) -> str:
-    """The block's shared settings, e.g. "dataset=yelp, model=tiny, init=random".
-
-    A config axis (`sampling.top_k`, ...) is named only where it varies across `every`,
-    the whole CSV, so that a single-regime table keeps a short caption.
-    """
-    parts = []
-    datasets = sorted({str(r["dataset"]) for r in recs if r["dataset"] is not None})
-    if datasets:
-        parts.append(f"dataset={'+'.join(datasets)}")
-    extra = set(config_axes(recs))
-    for axis in axes:
-        if axis in extra and len({r.get(axis) for r in every or recs}) < 2:
-            continue
-        values = {r.get(axis) for r in recs} - {None}
-        if len(values) == 1:
-            parts.append(f"{axis}={fmt_value(values.pop())}")
-    return ", ".join(parts)
 
 
 def _fill(
@@ -681,30 +470,53 @@ def build(
     return built, skipped
 
 
-def write_tables(built: dict[str, list[Grid]], out: Path) -> list[Path]:
+def clear_outputs(out: Path) -> list[Path]:
+    """Remove the tables an earlier run left in `out`; the paths removed."""
+    removed = []
+    for name in OUTPUTS:
+        for path in (out / f"{name}.md", out / f"{name}.tex"):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def write_tables(built: dict[str, list[Grid]], out: Path, source: str = "") -> list[Path]:
+    """Each built table as Markdown and LaTeX, naming its runs (`source`) in both; the
+    tables not built are removed, so none from an earlier CSV outlives its rows."""
     out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out)
     written = []
     for name in OUTPUTS:
-        paths = (out / f"{name}.md", out / f"{name}.tex")
         if name not in built:
-            for stale in paths:  # a table from an earlier CSV must not outlive its rows
-                stale.unlink(missing_ok=True)
             continue
+        paths = (out / f"{name}.md", out / f"{name}.tex")
         grids = built[name]
-        paths[0].write_text("\n".join(render_markdown(g) for g in grids))
-        paths[1].write_text(
-            "\n".join(
-                render_latex(g, f"tab:{name}" + (f"-{k}" if k else "")) for k, g in enumerate(grids)
-            )
+        md = "\n".join(render_markdown(g) for g in grids)
+        tex = "\n".join(
+            render_latex(g, f"tab:{name}" + (f"-{k}" if k else "")) for k, g in enumerate(grids)
         )
+        if source:
+            md += f"\nSource: {source}\n"
+            tex = f"% rdx runs: {source}\n{tex}"
+        paths[0].write_text(md)
+        paths[1].write_text(tex)
         written += paths
     return written
+
+
+def off_policy(df: pd.DataFrame) -> pd.DataFrame:
+    """The CSV's runs that the off-policy tables are about (PPO/DPO have fig4 and table5)."""
+    if "algo" not in df:
+        return df
+    return df[~df["algo"].isin(HARMLESS_ALGOS)]
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Paper tables from the tidy runs CSV.")
     parser.add_argument("--csv", type=Path, default=Path("results/runs.csv"))
     parser.add_argument("--out", type=Path, default=Path("tables"))
+    parser.add_argument("--runs", type=Path, help="the runs root collect read (named in files)")
     parser.add_argument(
         "--allow-missing",
         action="store_true",
@@ -723,19 +535,34 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     args = parser.parse_args(None if argv is None else list(argv))
     notes: list[str] = []
+    # Before reading: a CSV that fails to load leaves no table of earlier runs behind.
+    removed = clear_outputs(args.out) if args.out.is_dir() else []
+    gone = f" (removed {len(removed)} older table file(s))" if removed else ""
     try:
-        recs = load(args.csv, args.duplicates, notes)
+        df = read_csv(args.csv)
+        if df.empty:
+            raise TableError(f"{args.csv} has no completed runs{gone}")
+        rest = off_policy(df)
+        if rest.empty:
+            print(
+                f"tables: no off-policy runs in {args.csv}: table1, table2, table34 skipped{gone}"
+            )
+            return 0
+        recs = records(rest, str(args.csv), args.duplicates, notes)
         for line in notes:
             print(f"tables: {line}", file=sys.stderr)
         built, skipped = build(recs, args.full_grid)
         missing = [m for grids in built.values() for g in grids for m in g.missing]
         if missing and not args.allow_missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise TableError(f"missing cell: {missing[0]}{more}; --allow-missing renders it as —")
-    except TableError as err:
+            raise TableError(
+                f"missing cell: {missing[0]}{more}; --allow-missing (make: ALLOW_MISSING=1) "
+                "renders it as —"
+            )
+    except RunsError as err:
         print(f"tables: error: {err}", file=sys.stderr)
         return 1
-    for path in write_tables(built, args.out):
+    for path in write_tables(built, args.out, provenance(recs, args.runs)):
         print(f"tables: wrote {path}")
     for name, reason in skipped.items():
         print(f"tables: skipped {name}: {reason}")

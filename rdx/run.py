@@ -34,15 +34,17 @@ def default_threads(requested: int | None) -> int:
     """Cores ÷ parallel jobs: two 2-thread jobs on 2 cores decode ~10× slower (DESIGN §7).
 
     In order: trainer.threads, SLURM's CPUs per task, OMP_NUM_THREADS (what the joblib
-    launcher's loky workers get: cores ÷ n_jobs), cores ÷ RDX_PARALLEL_JOBS (rdx's local
-    launcher)."""
+    launcher's loky workers get: cores ÷ n_jobs), else cores ÷ RDX_PARALLEL_JOBS (rdx's
+    local launcher) but no more than the cores other processes leave free (rdx.threads)."""
     if requested:
         return requested
     for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
         if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
             return int(os.environ[var])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // int(os.environ.get("RDX_PARALLEL_JOBS", "1")))
+    from rdx import threads
+
+    jobs = int(os.environ.get("RDX_PARALLEL_JOBS", "1"))
+    return threads.free_threads(threads.cores(), jobs, threads.runnable_others())
 
 
 def preflight(cfg: Config) -> None:

@@ -31,6 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from rdx import launch_checks
 from rdx.config import ConfigError, validate
 from rdx.sweep import SweepRecorder, check_sweep
 
@@ -145,6 +146,17 @@ def check_overrides(argv: list[str]) -> None:
                 preset = _parse([f"{k}={v}" for k, v in params.items()])
             except (HydraException, OmegaConfBaseException) as err:
                 fail(_hydra_message(err))
+            if not multirun:
+                alone = base.hydra.sweeper.get("params")
+                alone = OmegaConf.to_container(alone) if alone is not None else {}
+                keys = [o.get_key_element() for o in parsed]
+                name = next((a.partition("=")[2] for a in fixed if a.startswith("sweeps=")), "")
+                problem = launch_checks.preset_needs_multirun(
+                    name or str(base.get("sweep")), alone, keys
+                )
+                if problem is not None:
+                    fail(problem)
+            modes = []
             for job in _job_overrides(preset + parsed):
                 shown = " ".join(a for a in job if not a.startswith("hydra."))
                 where = f" (sweep job {shown})" if multirun else ""
@@ -152,11 +164,20 @@ def check_overrides(argv: list[str]) -> None:
                     cfg = compose("train", overrides=job)
                     with open_dict(cfg):
                         cfg.pop("hydra", None)
-                    validate(OmegaConf.to_container(cfg, resolve=True))
+                    modes.append(validate(OmegaConf.to_container(cfg, resolve=True)).dropout.mode)
                 except (HydraException, OmegaConfBaseException) as err:
                     fail(_hydra_message(err) + where)
                 except ConfigError as err:
                     fail(f"{err}{where}")
+            gamma_given = any(o.get_key_element().lstrip("+") == "gamma" for o in parsed)
+            warning = launch_checks.ignored_gamma(gamma_given, modes)
+            if warning is not None:
+                print(f"rdx: warning: {warning}", file=sys.stderr)
+            if multirun and "Slurm" in str(base.hydra.launcher.get("_target_", "")):
+                problem = launch_checks.slurm_problem()
+                if problem is not None:
+                    print(f"rdx: launcher error: {problem}", file=sys.stderr)
+                    sys.exit(2)
         problem = _unwritable(Path(str(out)))
         if problem is not None:
             print(f"rdx: run dir error: {problem}", file=sys.stderr)
@@ -246,6 +267,10 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     argv = sys.argv[1:]
+    conflict = launch_checks.flag_conflict(argv)
+    if conflict is not None:
+        print(f"rdx: error: {conflict}", file=sys.stderr)
+        sys.exit(2)
     check_group_choices(argv)
     check_overrides(argv)
     code: Any = 0

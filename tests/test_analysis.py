@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import collect, figures, tables
+from analysis import collect, figures, runs, tables
 
 AXES = {
     "dataset": "synthetic",
@@ -342,7 +342,7 @@ def test_gamma_on_na_runs_is_not_a_setting(tmp_path):
 synthetic,positive,tiny,random,none,0.2,0,0.60,0.1,a
 synthetic,positive,tiny,random,none,0.8,1,0.80,0.1,b
 """
-    grids = tables.table1(tables.load(write_csv(tmp_path, body)))
+    grids = tables.table1(runs.load(write_csv(tmp_path, body)))
     assert grids[0].row_labels == [("N/A", "–")]
     assert sorted(grids[0].cells[0][0]) == [0.6, 0.8]
 
@@ -351,22 +351,22 @@ synthetic,positive,tiny,random,none,0.8,1,0.80,0.1,b
 
 
 def test_figures_written(tmp_path, capsys):
-    runs = tmp_path / "runs"
+    root = tmp_path / "runs"
     for seed in (0, 1):
         for init in ("random", "behavior"):
-            make_run(runs, f"{init}/na{seed}", seed=seed, init=init)
-            make_run(runs, f"{init}/q{seed}", dropout="quantile", gamma=0.8, seed=seed, init=init)
-        make_run(runs, f"random/q2_{seed}", dropout="quantile", gamma=0.2, seed=seed)
+            make_run(root, f"{init}/na{seed}", seed=seed, init=init)
+            make_run(root, f"{init}/q{seed}", dropout="quantile", gamma=0.8, seed=seed, init=init)
+        make_run(root, f"random/q2_{seed}", dropout="quantile", gamma=0.2, seed=seed)
     csv = tmp_path / "runs.csv"
-    assert collect.main(["--runs", str(runs), "--out", str(csv)]) == 0
+    assert collect.main(["--runs", str(root), "--out", str(csv)]) == 0
     out = tmp_path / "fig"
-    assert figures.main(["--csv", str(csv), "--runs", str(runs), "--out", str(out)]) == 0
+    assert figures.main(["--csv", str(csv), "--runs", str(root), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "fig3_synthetic_positive.pdf",
         "fig3_synthetic_positive.png",
-        "fig6_behavior_q0.pdf",
-        "fig6_behavior_q0.png",
+        "fig6.pdf",
+        "fig6.png",
         "pareto_synthetic.pdf",
         "pareto_synthetic.png",
     ]
@@ -374,15 +374,23 @@ def test_figures_written(tmp_path, capsys):
         head = path.read_bytes()[:8]
         assert head.startswith(b"\x89PNG" if path.suffix == ".png" else b"%PDF"), path
         assert path.stat().st_size > 5000
+    # Fig. 6 is the paper's γ = 0.8 run (lowest seed, first in the CSV), not the first
+    # quantile run (random/q2_0, γ = 0.2), and it names that run in its metadata
+    from PIL import Image
+
+    assert Image.open(out / "fig6.png").text["Description"] == (
+        f"rdx runs: 1 run(s) under {root}: behavior/q0"
+    )
+    assert b"/Subject (rdx runs: 1 run\\(s\\) under" in (out / "fig6.pdf").read_bytes()
     # --heatmap-run picks another run, given relative to --runs
-    chosen = figures._heatmap_run(tables.load(csv), runs, Path("random/q2_1"))
-    assert chosen[1:] == ("random_q2_1", "synthetic / positive / tiny / quantile γ=0.2 / seed 1")
-    assert figures.fig6(chosen[0], out, chosen[1])[0].name == "fig6_random_q2_1.png"
+    chosen = figures.heatmap_run(runs.load(csv), root, Path("random/q2_1"))
+    assert chosen[1] == "synthetic / positive / tiny / quantile γ=0.2 / seed 1"
+    assert figures.fig6(chosen[0], out, chosen[1])[0].name == "fig6.png"
 
 
 def test_fig3_reads_epoch_records(tmp_path):
     run = make_run(tmp_path, "a", dropout="quantile", gamma=0.8)
-    curves = figures.epoch_curves(run)  # the torn last line is skipped
+    curves = runs.epoch_curves(run)  # the torn last line is skipped
     assert sorted(curves) == [0, 1, 2]
     assert curves[2]["eval/reward"] == pytest.approx(0.7)
 
@@ -415,16 +423,16 @@ def set_record(run: Path, ended: str | None = None, started: str | None = None, 
 
 
 def test_duplicates_latest_keeps_the_run_that_ended_last(tmp_path, capsys):
-    runs = tmp_path / "runs"
+    root = tmp_path / "runs"
     # The same cell and seed in two sweeps; the one that ended later sorts first by path,
     # so only its end time can make it win.
     for sweep, ended, value in (("a", "2026-11-30T09:00:00+00:00", 1.3),
                                 ("b", "2026-11-29T09:00:00+00:00", 0.7)):  # fmt: skip
         for dropout, gamma in (("none", None), ("quantile", 0.8)):
-            run = make_run(runs, f"{sweep}/{dropout}", dropout=dropout, gamma=gamma, sweep=sweep)
+            run = make_run(root, f"{sweep}/{dropout}", dropout=dropout, gamma=gamma, sweep=sweep)
             set_record(run, ended, acc_plus_reward=value)
     csv, out = tmp_path / "runs.csv", tmp_path / "tables"
-    assert collect.main(["--runs", str(runs), "--out", str(csv)]) == 0
+    assert collect.main(["--runs", str(root), "--out", str(csv)]) == 0
     assert pd.read_csv(csv)["ended"].tolist()[0] == "2026-11-30T09:00:00+00:00"
     capsys.readouterr()
 
@@ -441,7 +449,7 @@ def test_duplicates_latest_keeps_the_run_that_ended_last(tmp_path, capsys):
         "(kept a/none) (and 1 more)\n"
     ) in capsys.readouterr().err
     # Without end times (e.g. an older CSV), the later row of the CSV wins.
-    recs, dropped = tables.keep_latest(
+    recs, dropped = runs.keep_latest(
         [{"attribute": "x", "seed": 0, "run_dir": d, "ended": None} for d in ("p", "q")]
     )
     assert [r["run_dir"] for r in recs] == ["q"] and dropped[0][1]["run_dir"] == "p"
@@ -456,8 +464,8 @@ def test_config_axes_split_blocks_instead_of_duplicating(tmp_path):
     )
     path = tmp_path / "runs.csv"
     path.write_text(HEADER.rstrip("\n") + ",sampling.stop_at_eos\n" + body)
-    recs = tables.load(path)
-    assert tables.config_axes(recs) == ["sampling.stop_at_eos"]
+    recs = runs.load(path)
+    assert runs.config_axes(recs) == ["sampling.stop_at_eos"]
     grids = tables.table1(recs)
     assert [g.context.split(", ")[-1] for g in grids] == [
         "sampling.stop_at_eos=False",
@@ -467,7 +475,7 @@ def test_config_axes_split_blocks_instead_of_duplicating(tmp_path):
     # A flat key counts when rdx's summary writes it as a setting (top_k) or when its value
     # is text or true/false; other numbers are metrics. random_replacement is an arm's option.
     rec = {"mine": "x", "top_k": 0, "n_trajectories": 64, "run_dir": "x", "ended": "t"}
-    assert tables.config_axes([{**rec, "random_replacement": True}]) == ["mine", "top_k"]
+    assert runs.config_axes([{**rec, "random_replacement": True}]) == ["mine", "top_k"]
 
 
 def test_latest_sweep_is_the_one_that_ran_last(tmp_path, capsys):
@@ -543,7 +551,7 @@ synthetic,positive,tiny,random,prompt_quantile,0.2,0,0.70,0.1,e,False
 """
     path = tmp_path / "runs.csv"
     path.write_text(header + body)
-    (grid,) = tables.table1(tables.load(path))
+    (grid,) = tables.table1(runs.load(path))
     assert grid.row_labels == [
         ("N/A", "–"),
         ("random", "0.8"),

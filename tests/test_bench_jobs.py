@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,8 @@ def test_job_times_come_from_the_trainers_perf_marks(tmp_path):
 
 
 def test_reject_seconds_runs_the_real_cli_and_checks_its_error():
-    seconds = jobs.reject_seconds(reps=1)
-    assert 0 < seconds < 30
+    # reject_seconds raises unless the typo exits 2 naming the key; its speed is make bench's
+    assert jobs.reject_seconds(reps=1) > 0
 
 
 def test_child_processes_get_no_inherited_thread_or_wandb_settings(monkeypatch):
@@ -116,14 +115,14 @@ def test_grid_times_the_documented_command_and_requires_every_run(tmp_path, monk
         for job in range(started.get("runs", 54)):
             (sweep / str(job)).mkdir(parents=True)
             (sweep / str(job) / "summary.json").write_text("{}")
-        return None, time.time() - 90.0
+        return None, 1000.0  # a fixed clock: the figure must not depend on this machine's speed
 
     monkeypatch.setattr(jobs, "_start", fake_start)
-    monkeypatch.setattr(jobs, "_finish", lambda proc, t0, what: time.time() - t0)
+    monkeypatch.setattr(jobs, "_finish", lambda proc, t0, what: 1090.0 - t0)
     (fig,) = jobs.grid(False, tmp_path / "a")
     assert started["args"][:4] == ["-m", "sweeps=table1", "launcher=joblib", "logger=none"]
     assert f"cache_dir={tmp_path / 'a' / 'cache'}" in started["args"]
-    assert fig.unit == "min" and fig.value == pytest.approx(1.5, abs=0.05)
+    assert fig.unit == "min" and fig.value == pytest.approx(1.5)
     assert fig.goal == "<= 20 min" and fig.met is True
     started["runs"] = 53
     with pytest.raises(RuntimeError, match="53 of 54 runs completed"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import claims, tables
+from analysis import claims, runs
 from analysis.collect import collect_local
 
 ATTRIBUTES = ["positive", "world"]
@@ -91,7 +91,7 @@ def by_claim(blocks: list[claims.Block]) -> dict[tuple[str, str], claims.Row]:
 def run_claims(root: Path) -> list[claims.Block]:
     """What `python -m analysis.claims --runs root` evaluates, as Block objects."""
     done, _ = collect_local(root)
-    recs = tables.records(done, str(root)) if len(done) else []
+    recs = runs.records(done, str(root)) if len(done) else []
     return claims.evaluate(recs, claims.Curves(root))
 
 
@@ -312,7 +312,7 @@ def test_runs_differing_in_a_config_axis_are_separate_blocks(tmp_path):
 
 def test_two_runs_of_one_unit_are_refused_not_pooled(tmp_path, capsys):
     rec = summary("positive", 0, "none", None, 0.6, run_dir="a")
-    with pytest.raises(tables.TableError, match=r"two runs of one arm and unit .* a, b"):
+    with pytest.raises(runs.RunsError, match=r"two runs of one arm and unit .* a, b"):
         claims.values([rec, {**rec, "run_dir": "b"}], lambda r: r["acc_plus_reward"])
     # The same run twice under the CLI: the duplicates rule decides, in one line.
     for name, ended in (("old", "2026-11-29T10:00:00+00:00"), ("new", "2026-11-30T10:00:00+00:00")):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -67,12 +66,6 @@ def test_synthetic_counts_per_attribute_and_split(syn: Corpus):
         assert got == {(t, i): n for t, attrs in syn.tasks.items() for i in range(len(attrs))}
     small = load_corpus("synthetic", n_per_attribute=100, n_test_per_attribute=7, seed=1)
     assert len(small.train) == 600 and len(small.test) == 42
-
-
-def test_synthetic_default_size_is_fast():
-    start = time.perf_counter()
-    generate()
-    assert time.perf_counter() - start < 1.5
 
 
 def test_synthetic_sentences_look_like_the_real_files(syn: Corpus):
@@ -265,11 +258,18 @@ def test_bad_sizes_and_synthetic_only_options():
 def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr("rdx.data.loaders.reachable", lambda timeout=3.0: False)
-    start = time.perf_counter()
+    asked: list[float] = []
+    monkeypatch.setattr(
+        "rdx.data.loaders.reachable", lambda timeout=3.0: asked.append(timeout) or False
+    )
+    import datasets  # imported here so that a call to it can be counted
+
+    loads: list[str] = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: loads.append(a[0]))
     with pytest.raises(DataError, match=r"hub is unreachable.*dataset.path=<dir>"):
         load_corpus("agnews", hub=True)
-    assert time.perf_counter() - start < 1
+    # one probe of the hub, and no load_dataset (whose retries take ~25 s)
+    assert asked == [3.0] and loads == []
 
 
 # ---------------------------------------------------------------- real local data
@@ -283,9 +283,7 @@ def _lines(path: Path, max_words: int) -> list[str]:
 @pytest.mark.data
 def test_yelp_local_split_rule_and_counts():
     root = DATA / "yelp"
-    start = time.perf_counter()
     c = load_corpus("yelp", path=str(root), max_words=10)
-    assert time.perf_counter() - start < 2.0
     # No train files: train := test (the larger split), held out := dev.
     for split, examples in (("test", c.train), ("dev", c.test)):
         for label in (0, 1):

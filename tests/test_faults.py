@@ -627,7 +627,7 @@ def test_make_tables_and_figures_on_a_sweep_dir(tmp_path):
         assert "Traceback" not in proc.stderr
     assert (tmp_path / "tables" / "table1.md").is_file()
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
-    assert any(n.startswith("fig3_") for n in figures) and "fig6_1.png" in figures, figures
+    assert any(n.startswith("fig3_") for n in figures) and "fig6.png" in figures, figures
 
 
 # ---------------------------------------------------------------- end to end (slow)

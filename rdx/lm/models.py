@@ -79,6 +79,10 @@ def load_hub(kind: str, name: str, **kwargs):
     if not hub.enabled():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for libraries imported after this
         kwargs.setdefault("local_files_only", True)
+        if kind in ("causal", "classifier"):
+            # transformers 5 looks for a PEFT adapter_config.json without local_files_only,
+            # and so retries an unreachable hub for ~25 s before the real load fails
+            kwargs.setdefault("adapter_kwargs", {"local_files_only": True})
     loader = {
         "causal": AutoModelForCausalLM,
         "classifier": AutoModelForSequenceClassification,
