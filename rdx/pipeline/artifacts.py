@@ -53,7 +53,7 @@ from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classi
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
-from rdx.pipeline.cache import cached
+from rdx.pipeline.cache import cached, cached_tensors
 
 log = logging.getLogger("rdx")
 
@@ -234,8 +234,9 @@ def prepare(cfg: Config) -> Prepared:
         test_texts=[e.text for e in held_out],
         sampling=s,
     )
-    traj_dir = cached(root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION)
-    traj = torch.load(traj_dir / "trajectories.pt", weights_only=True)  # plain data: no code runs
+    traj_dir, traj = cached_tensors(  # plain data: no code runs
+        root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION, "trajectories.pt"
+    )
     p = traj["prefix_len"]
     eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
     behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
@@ -249,8 +250,9 @@ def prepare(cfg: Config) -> Prepared:
         reward_tokenizer=reward_tokenizer,
         batch_size=s.batch_size,
     )
-    scores_dir = cached(root, "scores", keys["scores"], build, SCORES_VERSION)
-    scores = torch.load(scores_dir / "scores.pt", weights_only=True)
+    scores_dir, scores = cached_tensors(
+        root, "scores", keys["scores"], build, SCORES_VERSION, "scores.pt"
+    )
     torch.set_num_threads(threads)
 
     policy_codec = _policy_codec(cfg, tokenizer, behavior_codec)
