@@ -48,9 +48,10 @@ def check_step(step: int | str, loss: Any, parameters: Iterable[Any] | None = No
     import torch
 
     value = float(loss.detach().float().item()) if torch.is_tensor(loss) else float(loss)
+    where = f"step {step}" if isinstance(step, int) else step
     if not math.isfinite(value):
         raise NonFinite(
-            f"training diverged at step {step}: the loss is {value}; lower trainer.lr "
+            f"training diverged at {where}: the loss is {value}; lower trainer.lr "
             "(or check the rewards and the data); the run is marked failed"
         )
     if parameters is None:
@@ -61,7 +62,7 @@ def check_step(step: int | str, loss: Any, parameters: Iterable[Any] | None = No
     # isfinite per element, not a norm: a huge finite gradient would overflow a norm to inf.
     if not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
         raise NonFinite(
-            f"training diverged at step {step}: a gradient is not finite (loss {value:.4g}); "
+            f"training diverged at {where}: a gradient is not finite (loss {value:.4g}); "
             "lower trainer.lr (or check the rewards and the data); the run is marked failed"
         )
 

@@ -187,6 +187,7 @@ def _unwritable(path: Path) -> str | None:
 def _user_error(err: BaseException) -> str | None:
     """The one line for an error that is the user's to fix (exit 2), or None for a bug."""
     from rdx.data.corpus import DataError
+    from rdx.finite import NonFinite
     from rdx.hub import HubUnavailable
     from rdx.records import RunDirError
     from rdx.run import one_line
@@ -196,6 +197,7 @@ def _user_error(err: BaseException) -> str | None:
         (DataError, "data error"),
         (HubUnavailable, "hub error"),
         (RunDirError, "run dir error"),
+        (NonFinite, "training error"),
     ):
         if isinstance(err, kinds):
             return f"{label}: {one_line(err)}"
