@@ -32,7 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rdx.config import ConfigError, validate
-from rdx.sweep import SweepRecorder, check_sweep
+from rdx.sweep import SweepRecorder, check_sweep, record_refusal
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCH = (CONF, CONF.parent)  # conf/ groups, and sweeps/ at the top level
@@ -237,6 +237,7 @@ def main(cfg: DictConfig) -> float | None:
             with contextlib.suppress(OSError):
                 RunRecords(run_dir).set_status("failed", f"ConfigError: {err}")
         if multirun:
+            record_refusal(run_dir, err)  # a held run dir: never counted as this job's result
             # One bad job of a sweep: one line, its status.json says failed, the others
             # run; the sweep's summary names it and exits 1. Raising would print Hydra's
             # traceback and end a basic-launcher sweep early.
@@ -266,6 +267,7 @@ def cli() -> None:
         if SweepRecorder.sweep_dir is not None and SweepRecorder.sweep_dir.is_dir():
             if not check_sweep(SweepRecorder.sweep_dir) and code == 0:
                 code = 1
+        SweepRecorder.release()
     sys.exit(code)
 
 
