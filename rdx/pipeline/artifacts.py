@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from rdx.config import BehaviorConfig, Config, RewardConfig, SamplingConfig
-from rdx.data.corpus import Corpus, Example
+from rdx.data.corpus import Corpus, Example, check_classes
 from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
 from rdx.lm.codec import Codec
@@ -196,6 +196,7 @@ def prepare(cfg: Config) -> Prepared:
         max_words=cfg.dataset.max_words,
     )
     task, label = corpus.task_of(cfg.attribute)
+    check_classes(corpus, task, f"dataset.path={cfg.dataset.path}" if cfg.dataset.path else "")
     device = resolve_device(cfg.trainer.device)
     dtype = fixed_dtype(device, cfg.trainer.precision)
     kernels = effective(cfg.trainer.kernels, device, dtype)
