@@ -52,7 +52,7 @@ def preflight(cfg: Config) -> None:
     values ask of this machine: the device, the tiny models' positions, METEOR's WordNet.
     """
     from rdx.config import ConfigError
-    from rdx.lm.models import TINY_POSITIONS
+    from rdx.lm import check_positions
 
     device = cfg.trainer.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -66,14 +66,9 @@ def preflight(cfg: Config) -> None:
             )
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.device='mps': MPS is not available on this machine")
-    # A row is the tokenizer's leading specials (at most 1 here) + T tokens.
-    if (cfg.behavior.hub is None or cfg.model.hub is None) and cfg.sampling.total_len >= (
-        TINY_POSITIONS
-    ):
-        raise ConfigError(
-            f"sampling.total_len={cfg.sampling.total_len}: the tiny models have "
-            f"{TINY_POSITIONS} positions; expected <= {TINY_POSITIONS - 1}"
-        )
+    problem = check_positions(cfg)  # also checked at launch, before torch loads
+    if problem is not None:
+        raise ConfigError(problem)
     from rdx.pipeline.wordnet import wordnet_found
 
     if not wordnet_found():

@@ -25,11 +25,12 @@ from transformers import (
 from rdx import hub
 from rdx.hub import HubUnavailable
 
+# Positions the tiny models support: T=30 trajectories and 64-token pretraining windows
+# (defined torch-free, so the launch checks sampling.total_len before torch loads).
+from rdx.lm import TINY_POSITIONS
+
 # Weight loading/saving progress bars would drown the training log.
 transformers.utils.logging.disable_progress_bar()
-
-# Positions the tiny models support: T=30 trajectories and 64-token pretraining windows.
-TINY_POSITIONS = 64
 
 
 def tiny_gpt2(
