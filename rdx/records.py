@@ -308,10 +308,18 @@ class RunRecords:
                 owner = parse_json(read_record_bytes(self.owner_path))
             if not isinstance(owner, dict):
                 owner = {}
+            if "pid" in owner and "host" in owner:
+                holder = (
+                    f"pid {owner['pid']} on host {owner['host']} (since {owner.get('since', '?')})"
+                )
+            else:  # a flock taken by hand or by another tool, or an rdx run just starting
+                holder = (
+                    f"another process (its lock {self.lock_path.name} is held, but no "
+                    f"{self.owner_path.name} names the holder)"
+                )
             raise RunDirError(
-                f"run dir {self.dir} is in use by pid {owner.get('pid', '?')} on host "
-                f"{owner.get('host', '?')} (since {owner.get('since', '?')}); wait for it to "
-                "end or pick another hydra.run.dir"
+                f"run dir {self.dir} is in use by {holder}; wait for it to end or pick "
+                "another hydra.run.dir"
             ) from None
         RunRecords._held.add(key)
         try:

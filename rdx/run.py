@@ -119,6 +119,11 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
     if old_hash != records.config_hash:
         diff = differing_keys(old_identity or {}, identity) if old_identity else []
         said = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        if not said and old_hash is None:  # an old checkpoint and no readable config.yaml
+            said = (
+                f"its settings are unknown: {records.dir / 'config.yaml'} is missing or "
+                "damaged and the checkpoint predates config hashes"
+            )
         said = said or f"config hash {old_hash} != {records.config_hash}"
         if cfg.resume != "force":
             raise RunDirError(

@@ -135,6 +135,11 @@ def _split_argv(argv: list[str]) -> tuple[bool, str, list[str]] | None:
 def _hydra_message(err: Exception) -> str:
     """Hydra's composition errors run over several lines; the first says it, with the hint
     of the second when there is one (`To append to your config use +foo=1`)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:  # a YAML file of conf/ or sweeps/ that does not parse, e.g. a tag
+        problem = getattr(err, "problem", None) or type(err).__name__
+        tag = " (configs are plain YAML: no !!python tags)" if "python/" in problem else ""
+        return f"{mark.name}:{mark.line + 1}: {problem}{tag}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
@@ -159,6 +164,7 @@ def check_overrides(argv: list[str]) -> None:
     multirun, name, overrides = split
     import copy
 
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -191,7 +197,7 @@ def check_overrides(argv: list[str]) -> None:
                 params = base.hydra.sweeper.get("params") if multirun else None
                 params = OmegaConf.to_container(params) if params is not None else {}
                 preset = _parse([f"{k}={v}" for k, v in params.items()])
-            except (HydraException, OmegaConfBaseException) as err:
+            except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
                 fail(_hydra_message(err))
             first = None
             for job, key, value in _job_overrides(preset + parsed):
@@ -208,7 +214,7 @@ def check_overrides(argv: list[str]) -> None:
                         if first is None:
                             first = copy.deepcopy(cfg)
                     check(cfg)
-                except (HydraException, OmegaConfBaseException) as err:
+                except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
                     fail(_hydra_message(err) + where)
                 except ConfigError as err:
                     fail(f"{err}{where}")

@@ -69,3 +69,45 @@ def test_a_target_attribute_with_no_sentences_builds_nothing(tmp_path):
     assert not cache.exists() or not any(cache.iterdir())  # no β, R, trajectories
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "failed" and "class sport" in status["error"]
+
+
+def test_a_capped_prefix_count_is_warned(caplog):
+    import logging
+
+    from rdx.config import SamplingConfig
+    from rdx.pipeline.artifacts import warn_caps
+
+    with caplog.at_level(logging.WARNING, logger="rdx"):
+        warn_caps(SamplingConfig(num_prefixes=64, eval_prefixes=100000), n_prefixes=64, n_eval=91)
+    assert caplog.messages == [
+        "sampling.eval_prefixes=100000: the corpus yields only 91 prefixes; 91 are used"
+    ]
+
+
+@pytest.mark.slow
+def test_eval_prefixes_beyond_the_corpus_are_warned_and_recorded(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rdx.train",
+            "experiment=smoke",
+            "logger=none",
+            "trainer.threads=1",
+            "trainer.epochs=1",
+            "sampling.eval_prefixes=100000",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    used = summary["n_eval_prefixes"]
+    assert 0 < used < 100000
+    said = f"sampling.eval_prefixes=100000: the corpus yields only {used} prefixes"
+    assert said in proc.stdout + proc.stderr  # Hydra logs to stdout

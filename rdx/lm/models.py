@@ -88,12 +88,8 @@ def load_hub(kind: str, name: str, **kwargs):
     }[kind]
     try:
         return loader.from_pretrained(name, **kwargs)
-    except OSError as err:
-        raise HubUnavailable(hub.message(name, type(err).__name__)) from None
-    except ValueError as err:
-        # A directory that exists but holds no usable model (no config.json, wrong files).
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise HubUnavailable(f"cannot load {name!r} as a {kind}: {first}") from None
+    except (OSError, ValueError) as err:  # not there, or a directory of damaged files
+        raise HubUnavailable(hub.load_failure(name, kind, err)) from None
 
 
 def resolve_device(name: str) -> torch.device:

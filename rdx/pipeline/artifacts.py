@@ -265,6 +265,7 @@ def prepare(cfg: Config) -> Prepared:
         log.info("re-tokenising β's trajectories for π (different tokenizers)")
         trains = [policy_codec.encode(*(t[k] for k in TEXT_FIELDS)) for t in traj["train"]]
         eval_seqs = policy_codec.encode(*(traj["eval"][k] for k in TEXT_FIELDS))
+    warn_caps(s, n_prefixes=len(trains[0]) // s.samples_per_prefix, n_eval=len(eval_seqs))
     sets = [
         TrainSet(
             seqs=seqs,
@@ -557,6 +558,23 @@ def _add_cls(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
     )
+
+
+def warn_caps(s: SamplingConfig, n_prefixes: int, n_eval: int) -> None:
+    """Say so, at every run (the trajectories may come from the cache), when the corpus had
+    fewer prefixes than asked; the summary records the numbers used."""
+    for key, asked, used in (
+        ("num_prefixes", s.num_prefixes, n_prefixes),
+        ("eval_prefixes", s.eval_prefixes, n_eval),
+    ):
+        if used < asked:
+            log.warning(
+                "sampling.%s=%d: the corpus yields only %d prefixes; %d are used",
+                key,
+                asked,
+                used,
+                used,
+            )
 
 
 def _eval_prefixes(codec: Codec, texts: list[str], p: int, n: int, g: torch.Generator):

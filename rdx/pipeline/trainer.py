@@ -437,4 +437,5 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "kernels": prep.kernels,
         "sweep": cfg.sweep,
         "n_trajectories": len(prep.train),
+        "n_eval_prefixes": len(prep.eval),  # what was evaluated (sampling.eval_prefixes caps)
     }
