@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from rdx.data.corpus import Corpus, DataError, Example, check_classes
+from rdx.data.corpus import Corpus, DataError, Example
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_class_below_the_minimum_is_named_with_its_counts():
+    from rdx.data.corpus import check_classes
+
     train = [Example(f"w {i}", "topic", 0) for i in range(50)]
     train += [Example(f"s {i}", "topic", 1) for i in range(3)]
     test = [Example(f"w {i}", "topic", 0) for i in range(9)]

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 
-from rdx.finite import NonFinite, check_step, first_non_finite, in_step
 from rdx.records import RunRecords, read_json, read_jsonl, write_json
 from rdx.run import execute
 from tests.test_faults import cfg, fake_pipeline
@@ -35,6 +34,8 @@ def test_json_records_refuse_non_finite_numbers(tmp_path, text):
 
 
 def test_no_record_is_written_holding_a_non_finite_number(tmp_path):
+    from rdx.finite import NonFinite, first_non_finite
+
     path = tmp_path / "summary.json"
     with pytest.raises(NonFinite, match=r"eval\.reward=nan"):
         write_json(path, {"acc": 0.5, "eval": {"reward": float("nan")}})
@@ -63,6 +64,8 @@ def test_a_completed_run_whose_summary_holds_nan_is_redone(tmp_path, monkeypatch
 
 
 def test_a_summary_that_would_hold_nan_fails_the_run(tmp_path, monkeypatch):
+    from rdx.finite import NonFinite
+
     fake_pipeline(monkeypatch)
     import rdx.pipeline.trainer as trainer
 
@@ -77,6 +80,8 @@ def test_a_summary_that_would_hold_nan_fails_the_run(tmp_path, monkeypatch):
 
 
 def test_check_step_names_the_first_non_finite_loss_or_gradient():
+    from rdx.finite import NonFinite, check_step, in_step
+
     check_step(1, torch.tensor(0.5))
     with pytest.raises(NonFinite, match="at step 2: the loss is nan"):
         check_step(2, torch.tensor(float("nan")))

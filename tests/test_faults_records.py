@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rdx.pipeline.cache import MARKER, cached, cached_tensors, verify, write_marker
-from rdx.records import NotRegularFile, RunRecords, open_record, read_json, read_jsonl
+from rdx.pipeline.cache import MARKER, cached, verify, write_marker
+from rdx.records import RunRecords, read_json, read_jsonl
 from rdx.run import execute
 from tests.test_faults import cfg, crafted_checkpoints, fake_pipeline
 
@@ -53,6 +53,8 @@ def fifo(path: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "dev-null"])
 def test_open_record_takes_only_regular_files(tmp_path, kind):
+    from rdx.records import NotRegularFile, open_record
+
     path = tmp_path / "summary.json"
     if kind == "fifo":
         fifo(path)
@@ -180,6 +182,8 @@ def test_a_checkpoint_with_a_field_of_the_wrong_type_restarts_clean(
 
 
 def test_a_crafted_pickle_under_a_remade_marker_is_rebuilt_without_torch_advice(tmp_path, caplog):
+    from rdx.pipeline.cache import cached_tensors
+
     calls: list[int] = []
 
     def build(out: Path) -> None:

@@ -16,10 +16,17 @@ from pathlib import Path
 import pytest
 
 from rdx.records import RunDirError, write_json
-from rdx.sweep import CLAIM, TOKEN_ENV, claim_sweep_dir, summarize_sweep
+from rdx.sweep import summarize_sweep
 from tests.test_faults import held_by_another_process
 
 ROOT = Path(__file__).resolve().parents[1]
+CLAIM, TOKEN_ENV = ".rdx-sweep.json", "RDX_SWEEP_TOKEN"  # rdx.sweep's names
+
+
+def claim_sweep_dir(sweep_dir: Path, overrides: list[str]):
+    from rdx.sweep import claim_sweep_dir
+
+    return claim_sweep_dir(sweep_dir, overrides)
 
 
 def sweep(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
