@@ -206,11 +206,19 @@ def collect_wandb(
         if axes["sweep"] is None:
             axes["sweep"] = getattr(run, "group", None)
         run_dir = "wandb:" + "/".join(run.path)
-        bad = next((k for k, v in summary.items() if isinstance(v, float) and not _is_number(v)), None)
+        bad = next(
+            (k for k, v in summary.items() if isinstance(v, float) and not _is_number(v)), None
+        )
         if run.state == "finished" and bad is not None:  # W&B stores NaN and inf as given
             reason = f"summary: {bad}={summary[bad]!r} is not a finite number"
             incomplete.append(
-                {**axes, "run_dir": run_dir, "state": "unreadable", "reason": reason, "overrides": ""}
+                {
+                    **axes,
+                    "run_dir": run_dir,
+                    "state": "unreadable",
+                    "reason": reason,
+                    "overrides": "",
+                }
             )
         elif run.state == "finished":
             metrics = {

@@ -23,6 +23,7 @@ from rdx.records import (
     differing_keys,
     git_sha,
     read_json,
+    read_record_bytes,
     write_atomic,
     write_json,
 )
@@ -148,7 +149,7 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
 
 def _saved_identity(records: RunRecords) -> dict | None:
     try:
-        saved = yaml.safe_load((records.dir / "config.yaml").read_text())
+        saved = yaml.safe_load(read_record_bytes(records.dir / "config.yaml"))
     except (OSError, yaml.YAMLError):
         return None
     return config_identity(saved) if isinstance(saved, dict) else None

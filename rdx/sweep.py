@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from rdx.records import RunDirError, _now, natural_key, read_json, write_json
+from rdx.records import RunDirError, _now, natural_key, read_json, read_record_bytes, write_json
 
 CLAIM = ".rdx-sweep.json"  # in the sweep dir: whose it is
 JOB_STAMP = ".rdx-sweep-job.json"  # in a job dir: a refusal under this launch's token
@@ -126,6 +126,17 @@ def record_refusal(run_dir: str | Path, err: BaseException) -> None:
             write_json(Path(run_dir) / JOB_STAMP, {"token": token, "refused": str(err)})
 
 
+def _overrides(path: Path) -> list[str] | None:
+    """Hydra's overrides.yaml of a job, or None when absent or damaged."""
+    import yaml
+
+    try:
+        items = yaml.safe_load(read_record_bytes(path))
+    except (OSError, yaml.YAMLError):  # absent, a FIFO, not YAML: the job is still listed
+        return None
+    return [str(x) for x in items] if isinstance(items, list) else None
+
+
 def _refusal(job_dir: Path, token: str | None) -> str | None:
     """Why this launch's job in `job_dir` was refused its run dir, or None."""
     stamp = _read_record(job_dir / JOB_STAMP)
@@ -168,7 +179,7 @@ def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
                 "error": error,
                 "acc_plus_reward": summary.get("acc_plus_reward") if state == "completed" else None,
                 "attempts": status.get("attempts"),
-                "overrides": list(OmegaConf.load(overrides)) if overrides.exists() else None,
+                "overrides": _overrides(overrides),
             }
         )
     record = {
