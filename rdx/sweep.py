@@ -16,6 +16,7 @@ token, so its dir's old status.json is never counted as this sweep's result.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import socket
 import sys
@@ -27,7 +28,7 @@ from typing import Any, ClassVar
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rdx.records import RunDirError, _now, natural_key, read_json, read_record_bytes, write_json
+from rdx.records import RunDirError, natural_key, read_json, read_record_bytes, write_json
 
 CLAIM = ".rdx-sweep.json"  # in the sweep dir: whose it is
 JOB_STAMP = ".rdx-sweep-job.json"  # in a job dir: a refusal under this launch's token
@@ -107,7 +108,7 @@ def claim_sweep_dir(sweep_dir: Path, overrides: list[str]) -> Any:
                 "token": token,
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
-                "since": _now(),
+                "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             },
         )
     except BaseException:
