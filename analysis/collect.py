@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -124,7 +125,8 @@ _STRINGS = ("dataset", "attribute", "dropout", "model", "behavior", "reward_mode
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float: NaN and inf are no result (rdx.finite)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _type_problem(status: dict[str, Any], summary: dict[str, Any]) -> str | None:
@@ -143,7 +145,8 @@ def _type_problem(status: dict[str, Any], summary: dict[str, Any]) -> str | None
         else:
             continue
         if not ok:
-            return f"summary.json: {key}={value!r} is not a {_kind(key)}"
+            kind = "finite number" if isinstance(value, float) else _kind(key)
+            return f"summary.json: {key}={value!r} is not a {kind}"
     missing = [k for k in _NUMBERS if k not in summary]
     if missing and status.get("state") == "completed":
         return f"summary.json: no {', '.join(missing)}"
@@ -217,7 +220,21 @@ def collect_wandb(
         if axes["sweep"] is None:
             axes["sweep"] = getattr(run, "group", None)
         run_dir = "wandb:" + "/".join(run.path)
-        if run.state == "finished":
+        bad = next(
+            (k for k, v in summary.items() if isinstance(v, float) and not _is_number(v)), None
+        )
+        if run.state == "finished" and bad is not None:  # W&B stores NaN and inf as given
+            reason = f"summary: {bad}={summary[bad]!r} is not a finite number"
+            incomplete.append(
+                {
+                    **axes,
+                    "run_dir": run_dir,
+                    "state": "unreadable",
+                    "reason": reason,
+                    "overrides": "",
+                }
+            )
+        elif run.state == "finished":
             metrics = {
                 k: v
                 for k, v in summary.items()

@@ -139,6 +139,7 @@ def records(
         if col not in df:
             df[col] = None
     recs = [{k: _py(v) for k, v in row.items()} for row in df.to_dict("records")]
+    recs = _finite_only(recs, source, warn)
     for rec in recs:
         # γ is ignored by none/threshold and δ by the others: a sweep that sets γ on an N/A
         # run has not made a different setting (rdx.config records γ null there too).
@@ -160,6 +161,29 @@ def records(
             )
     check_duplicates(recs)
     return recs
+
+
+def _finite_only(
+    recs: list[dict[str, Any]], source: str, warn: list[str] | None
+) -> list[dict[str, Any]]:
+    """The runs whose numbers are all finite; an inf (a NaN reads as a missing value) is no
+    result: the run is left out and named in `warn`, never shown as a cell."""
+    kept, bad = [], []
+    for rec in recs:
+        key = next(
+            (k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)), None
+        )
+        if key is None:
+            kept.append(rec)
+        else:
+            bad.append(f"{rec.get('run_dir')} ({key}={rec[key]})")
+    if not bad:
+        return kept
+    named = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    if not kept or warn is None:
+        raise RunsError(f"{source}: {len(bad)} run(s) hold a non-finite number: {named}")
+    warn.append(f"left out {len(bad)} run(s) of {source} holding a non-finite number: {named}")
+    return kept
 
 
 def _end_time(rec: dict[str, Any]) -> float:

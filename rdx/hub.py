@@ -60,6 +60,37 @@ def message(name: str, why: str) -> str:
     )
 
 
+def load_failure(name: str, kind: str, err: BaseException) -> str:
+    """One line for a model or tokenizer that did not load: for a local directory, what is
+    wrong with which of its files (never "not a local directory")."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    path = os.path.expanduser(name)
+    if not os.path.isdir(path):
+        return (
+            message(name, type(err).__name__)
+            if isinstance(err, OSError)
+            else (f"cannot load {name!r} as a {kind}: {first}")
+        )
+    import json
+
+    for file in sorted(os.listdir(path)):
+        if file.endswith(".json"):
+            try:
+                with open(os.path.join(path, file), "rb") as f:
+                    json.load(f)
+            except (OSError, ValueError) as bad:
+                return (
+                    f"cannot load {name!r} as a {kind}: {os.path.join(path, file)} is damaged "
+                    f"({type(bad).__name__}: {str(bad).splitlines()[0][:120]}); save the model "
+                    "again (save_pretrained) or pass another directory"
+                )
+    return (
+        f"cannot load {name!r} as a {kind}: this local directory's files do not load "
+        f"({type(err).__name__}: {first}); save the model again (save_pretrained) or pass "
+        "another directory"
+    )
+
+
 def check_name(key: str, name: str | None) -> str | None:
     """Why the model `name` set at config `key` cannot be loaded without waiting on the
     network, as one line; None when it can (a local dir, a cached name, or RDX_HUB=1 with

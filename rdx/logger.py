@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rdx.config import LoggerConfig
-from rdx.records import write_atomic
+from rdx.records import read_record_bytes, write_atomic
 
 log = logging.getLogger("rdx")
 
@@ -78,7 +78,10 @@ class WandbLogger:
 
         drop_inherited_service()
         id_path = run_dir / ".wandb_id"
-        run_id = id_path.read_text(errors="replace").strip() if id_path.exists() else ""
+        try:  # a FIFO or a directory in its place is damage too, read as absent
+            run_id = read_record_bytes(id_path).decode(errors="replace").strip()
+        except OSError:
+            run_id = ""
         if not re.fullmatch(r"[0-9a-z]{1,64}", run_id):  # absent, torn or garbage: a new run
             run_id = secrets.token_hex(4)
         write_atomic(id_path, run_id)

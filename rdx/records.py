@@ -17,15 +17,19 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
+
+from rdx.finite import NonFinite, first_non_finite
 
 log = logging.getLogger("rdx")
 
@@ -79,26 +83,101 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+class NotRegularFile(OSError):
+    """A record path that holds a FIFO, a device, a socket or a directory: damaged."""
+
+
+def open_record(path: Path, mode: str = "rb") -> IO[Any]:
+    """Open a record, cache or checkpoint file only if it is a regular file.
+
+    Opened with O_NONBLOCK, so a FIFO (or a device) put in place of a record raises
+    NotRegularFile at once instead of hanging the run until someone kills it. Modes: "rb",
+    "r" (UTF-8 text), "a+b" (append, created if absent).
+    """
+    flags = {"rb": os.O_RDONLY, "r": os.O_RDONLY, "a+b": os.O_RDWR | os.O_APPEND | os.O_CREAT}
+    fd = os.open(path, flags[mode] | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise NotRegularFile(
+                errno.EINVAL, f"not a regular file ({_file_kind(kind)}): damaged", str(path)
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode, encoding="utf-8" if mode == "r" else None)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def read_record_bytes(path: Path) -> bytes:
+    with open_record(path) as f:
+        return f.read()
+
+
 def write_json(path: Path, obj: Any) -> None:
+    """Replace `path` with `obj` as JSON; NonFinite (nothing written) if it holds a NaN or
+    an infinity, which JSON cannot hold and no result may be."""
+    bad = first_non_finite(obj)
+    if bad is not None:
+        raise NonFinite(f"{path}: {bad[0]}={bad[1]} is not a finite number; not written")
     write_atomic(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f"non-finite number {text}")
+    return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads that refuses NaN and ±Infinity (ValueError): Python's json reads them."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def read_json(path: Path) -> Any:
-    """The JSON value in `path`, or None when there is no such file (ValueError if damaged)."""
-    return json.loads(path.read_text()) if path.exists() else None
+    """The JSON value in `path`, or None when there is no such file (ValueError if damaged:
+    not JSON, a non-finite number; NotRegularFile if not a regular file)."""
+    try:
+        data = read_record_bytes(path)
+    except FileNotFoundError:
+        return None
+    return parse_json(data)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSONL file; lines that are not a JSON object (a torn last line of a
     killed run, garbage) are skipped with a warning rather than failing every later reader."""
-    if not path.exists():
+    try:
+        data = read_record_bytes(path)
+    except FileNotFoundError:
+        return []
+    except NotRegularFile as err:
+        log.warning("%s: %s; read as empty", path, err.strerror)
         return []
     records, bad = [], 0
-    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = parse_json(line)  # a NaN loss is not a record
         except ValueError:
             record = None
         if isinstance(record, dict):
@@ -226,11 +305,21 @@ class RunRecords:
         except Timeout:
             owner = {}
             with contextlib.suppress(OSError, ValueError):
-                owner = json.loads(self.owner_path.read_text())
+                owner = parse_json(read_record_bytes(self.owner_path))
+            if not isinstance(owner, dict):
+                owner = {}
+            if "pid" in owner and "host" in owner:
+                holder = (
+                    f"pid {owner['pid']} on host {owner['host']} (since {owner.get('since', '?')})"
+                )
+            else:  # a flock taken by hand or by another tool, or an rdx run just starting
+                holder = (
+                    f"another process (its lock {self.lock_path.name} is held, but no "
+                    f"{self.owner_path.name} names the holder)"
+                )
             raise RunDirError(
-                f"run dir {self.dir} is in use by pid {owner.get('pid', '?')} on host "
-                f"{owner.get('host', '?')} (since {owner.get('since', '?')}); wait for it to "
-                "end or pick another hydra.run.dir"
+                f"run dir {self.dir} is in use by {holder}; wait for it to end or pick "
+                "another hydra.run.dir"
             ) from None
         RunRecords._held.add(key)
         try:
@@ -319,13 +408,21 @@ class RunRecords:
         """Drop records of epochs after the checkpoint (and unreadable lines), so a resumed
         run logs them once."""
         path = self.dir / name
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return
         keep = [r for r in read_jsonl(path) if r.get("epoch", 0) < completed_epochs]
         write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
-        with (self.dir / name).open("a+b") as f:
+        path = self.dir / name
+        try:
+            f = open_record(path, "a+b")
+        except NotRegularFile as err:  # a FIFO in its place: moved aside, a new log begun
+            aside = path.with_name(path.name + ".damaged")
+            log.warning("%s: %s; moved to %s", path, err.strerror, aside.name)
+            os.replace(path, aside)
+            f = open_record(path, "a+b")
+        with f:
             f.seek(0, os.SEEK_END)
             torn = False
             if f.tell():  # a line torn by a kill gets its own line end, not our record
@@ -357,22 +454,30 @@ class RunRecords:
                 tmp.unlink()
             raise
 
-    def _load(self, mmap: bool) -> dict[str, Any] | None:
+    def _load(self, mmap: bool, model: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """checkpoint.pt as plain data (weights_only: a crafted pickle runs no code); a file
-        that does not load is moved to checkpoint.pt.damaged and reads as absent (logged)."""
-        if not self.checkpoint_path.exists():
+        that does not load, or holds fields of the wrong type, or (given the `model`'s state
+        dict) tensors of other names or shapes, is moved to checkpoint.pt.damaged and reads
+        as absent (logged): a clean restart, never a traceback at every rerun."""
+        if not self.checkpoint_path.exists() and not self.checkpoint_path.is_symlink():
             return None
         import torch
 
         try:
-            state = torch.load(
-                self.checkpoint_path, weights_only=True, mmap=mmap, map_location="cpu"
-            )
-            if not isinstance(state, dict) or "epoch" not in state:
-                raise ValueError("not an rdx checkpoint")
+            with open_record(self.checkpoint_path) as f:
+                # mmap needs a path; a regular file checked above is what it maps
+                state = torch.load(
+                    self.checkpoint_path if mmap else f,
+                    weights_only=True,
+                    mmap=mmap,
+                    map_location="cpu",
+                )
+            _check_fields(state)
+            if model is not None:
+                _check_model(state.get("model"), model)
         except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
             aside = self.checkpoint_path.with_name("checkpoint.pt.damaged")
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = load_error(err)
             log.warning(
                 "%s cannot be loaded safely (%s): moved to %s; training restarts from epoch 0",
                 self.checkpoint_path,
@@ -391,8 +496,10 @@ class RunRecords:
             return None
         return {k: state.get(k) for k in ("epoch", "config_hash", "config")}
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        state = self._load(mmap=False)
+    def load_checkpoint(self, model: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The checkpoint, checked against the settings' hash and (given) the model's state
+        dict: its names, shapes and dtypes."""
+        state = self._load(mmap=False, model=model)
         if state is None:
             return None
         saved = state.get("config_hash")
@@ -404,3 +511,56 @@ class RunRecords:
                 "pass resume=force"
             )
         return state
+
+
+# What every rdx trainer's checkpoint holds, and of what type; a file of the right hash
+# with, say, `epoch` a string is as damaged as a truncated one.
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "step": (int,),
+    "history": (list,),
+    "model": (dict,),
+    "optimizer": (dict,),
+}
+
+
+def _check_fields(state: Any) -> None:
+    import torch
+
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise ValueError("not an rdx checkpoint")
+    for key, kinds in _FIELDS.items():
+        value = state.get(key)
+        if key in state and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise ValueError(f"{key}={str(value)[:40]!r} is not a {kinds[0].__name__}")
+    if isinstance(state.get("epoch"), int) and state["epoch"] < 0:
+        raise ValueError(f"epoch={state['epoch']} is negative")
+    rng = state.get("torch_rng")
+    if "torch_rng" in state and not (torch.is_tensor(rng) and rng.dtype == torch.uint8):
+        raise ValueError("torch_rng is not a uint8 tensor")
+
+
+def _check_model(saved: Any, expected: dict[str, Any]) -> None:
+    """The saved weights have the names, shapes and dtypes of the model being resumed."""
+    import torch
+
+    if not isinstance(saved, dict):
+        raise ValueError("no model weights")
+    if set(saved) != set(expected):
+        extra, missing = sorted(set(saved) - set(expected)), sorted(set(expected) - set(saved))
+        raise ValueError(f"model weights differ: extra {extra[:3]}, missing {missing[:3]}")
+    for name, tensor in expected.items():
+        value = saved[name]
+        if not torch.is_tensor(value) or value.shape != tensor.shape or value.dtype != tensor.dtype:
+            got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise ValueError(f"model weight {name}: {got} where {tuple(tensor.shape)} is expected")
+
+
+def load_error(err: BaseException) -> str:
+    """One line for why a file did not load; never torch's advice to load it unsafely."""
+    import pickle
+
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err):
+        return "not plain data: it holds objects that loading would have to run code for"
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]

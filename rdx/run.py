@@ -23,6 +23,7 @@ from rdx.records import (
     differing_keys,
     git_sha,
     read_json,
+    read_record_bytes,
     write_atomic,
     write_json,
 )
@@ -54,7 +55,7 @@ def preflight(cfg: Config) -> None:
     values ask of this machine: the device, the tiny models' positions, METEOR's WordNet.
     """
     from rdx.config import ConfigError
-    from rdx.lm.models import TINY_POSITIONS
+    from rdx.lm import check_positions
 
     device = cfg.trainer.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -68,14 +69,9 @@ def preflight(cfg: Config) -> None:
             )
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.device='mps': MPS is not available on this machine")
-    # A row is the tokenizer's leading specials (at most 1 here) + T tokens.
-    if (cfg.behavior.hub is None or cfg.model.hub is None) and cfg.sampling.total_len >= (
-        TINY_POSITIONS
-    ):
-        raise ConfigError(
-            f"sampling.total_len={cfg.sampling.total_len}: the tiny models have "
-            f"{TINY_POSITIONS} positions; expected <= {TINY_POSITIONS - 1}"
-        )
+    problem = check_positions(cfg)  # also checked at launch, before torch loads
+    if problem is not None:
+        raise ConfigError(problem)
     from rdx.pipeline.wordnet import wordnet_found
 
     if not wordnet_found():
@@ -126,6 +122,11 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
     if old_hash != records.config_hash:
         diff = differing_keys(old_identity or {}, identity) if old_identity else []
         said = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        if not said and old_hash is None:  # an old checkpoint and no readable config.yaml
+            said = (
+                f"its settings are unknown: {records.dir / 'config.yaml'} is missing or "
+                "damaged and the checkpoint predates config hashes"
+            )
         said = said or f"config hash {old_hash} != {records.config_hash}"
         if cfg.resume != "force":
             raise RunDirError(
@@ -150,7 +151,7 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
 
 def _saved_identity(records: RunRecords) -> dict | None:
     try:
-        saved = yaml.safe_load((records.dir / "config.yaml").read_text())
+        saved = yaml.safe_load(read_record_bytes(records.dir / "config.yaml"))
     except (OSError, yaml.YAMLError):
         return None
     return config_identity(saved) if isinstance(saved, dict) else None

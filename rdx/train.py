@@ -32,8 +32,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rdx import launch_checks
-from rdx.config import ConfigError, validate
-from rdx.sweep import SweepRecorder, check_sweep
+from rdx.config import Config, ConfigError, validate
+from rdx.lm import check_positions
+from rdx.sweep import SweepRecorder, check_sweep, record_refusal
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCH = (CONF, CONF.parent)  # conf/ groups, and sweeps/ at the top level
@@ -77,27 +78,69 @@ def _parse(overrides: list[str]) -> list[Any]:
     return parsed
 
 
-def _job_overrides(overrides: list[Any]) -> Iterator[list[str]]:
-    """The override lists of the jobs to check: the first value of every sweep list, then
-    each other value of each list in turn (every value is checked once; combinations are
-    not multiplied out)."""
+def _is_group(key: str) -> bool:
+    """A config group (dropout, sweeps, experiment, ...): its value picks files to compose."""
+    return "." not in key and any((root / key).is_dir() for root in SEARCH)
+
+
+def _job_overrides(overrides: list[Any]) -> Iterator[tuple[list[str], str | None, str | None]]:
+    """The jobs to check, as (override list, key, value): the first value of every sweep
+    list (key None), then each other distinct value of each list in turn (every value is
+    checked once; combinations are not multiplied out). `key` is set where the value is a
+    plain one that can be set on the first job's config without composing again."""
     choices: dict[str, list[str]] = {}  # later overrides of a key win, as in Hydra's sweeper
+    plain: dict[str, bool] = {}
     for o in overrides:
         key = o.get_key_element()
         if o.is_sweep_override():
-            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            choices[key] = list(dict.fromkeys(values))  # 200 values of 5 distinct: 5 checks
         else:
             choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        plain[key] = (
+            o.is_sweep_override()
+            and not _is_group(key)
+            and not key.startswith(("+", "~", "hydra"))
+            and o.input_line is not None
+            and not o.input_line.startswith(("+", "~"))
+        )
     base = [values[0] for values in choices.values()]
-    yield base
-    for i, values in enumerate(choices.values()):
+    yield base, None, None
+    for i, (key, values) in enumerate(choices.items()):
         for value in values[1:]:
-            yield base[:i] + [value] + base[i + 1 :]
+            job = base[:i] + [value] + base[i + 1 :]
+            yield job, (key if plain[key] else None), value.partition("=")[2]
+
+
+def _split_argv(argv: list[str]) -> tuple[bool, str, list[str]] | None:
+    """(multirun, config name, overrides) of a command that runs jobs; None when Hydra is
+    asked for something else (--help, --cfg, --info, another config path), left to it."""
+    multirun, name, overrides = False, "train", []
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-m", "--multirun"):
+            multirun = True
+        elif arg in ("-cn", "--config-name"):
+            name = next(args, "")
+        elif arg.startswith("--config-name="):
+            name = arg.partition("=")[2]
+        elif arg.startswith("-"):
+            return None
+        else:
+            overrides.append(arg)
+    if not name or not (CONF / f"{name.removesuffix('.yaml')}.yaml").is_file():
+        return None  # Hydra names the missing config itself
+    return multirun, name.removesuffix(".yaml"), overrides
 
 
 def _hydra_message(err: Exception) -> str:
     """Hydra's composition errors run over several lines; the first says it, with the hint
     of the second when there is one (`To append to your config use +foo=1`)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:  # a YAML file of conf/ or sweeps/ that does not parse, e.g. a tag
+        problem = getattr(err, "problem", None) or type(err).__name__
+        tag = " (configs are plain YAML: no !!python tags)" if "python/" in problem else ""
+        return f"{mark.name}:{mark.line + 1}: {problem}{tag}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
@@ -112,14 +155,17 @@ def check_overrides(argv: list[str]) -> None:
     For a sweep (-m) that is each value of each sweep list, from the command line and from
     a sweeps/ preset, so a typo in the 40th value fails the launch in one line (exit 2)
     instead of job 40 hours later. A key that is not in the config, or an override Hydra
-    cannot parse, fails here in one line too. Commands with other Hydra flags (--cfg,
-    --help, ...) are left to Hydra.
+    cannot parse, fails here in one line too, as does a size the tiny models cannot hold
+    (no torch needed). -m and -cn are understood; commands with other Hydra flags (--cfg,
+    --help, -cp, ...) are left to Hydra.
     """
-    flags = [a for a in argv if a.startswith("-")]
-    if any(f not in ("-m", "--multirun") for f in flags):
+    split = _split_argv(argv)
+    if split is None:
         return
-    multirun = bool(flags)
-    overrides = [a for a in argv if not a.startswith("-")]
+    multirun, name, overrides = split
+    import copy
+
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -130,6 +176,15 @@ def check_overrides(argv: list[str]) -> None:
         print(f"rdx: config error: {message}", file=sys.stderr)
         sys.exit(2)
 
+    def check(cfg: DictConfig) -> Config:
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        config = validate(OmegaConf.to_container(cfg, resolve=True))
+        problem = check_positions(config)  # a size that needs no torch: checked before it
+        if problem is not None:
+            raise ConfigError(problem)
+        return config
+
     GlobalHydra.instance().clear()
     try:
         parsed = _parse(overrides)
@@ -139,33 +194,39 @@ def check_overrides(argv: list[str]) -> None:
             fail(f"{sweep}: a list of values sweeps only with -m; for a list value use key=[a,b]")
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             try:
-                base = compose("train", overrides=fixed, return_hydra_config=True)
+                base = compose(name, overrides=fixed, return_hydra_config=True)
                 out = base.hydra.sweep.dir if multirun else base.hydra.run.dir
                 params = base.hydra.sweeper.get("params") if multirun else None
                 params = OmegaConf.to_container(params) if params is not None else {}
                 preset = _parse([f"{k}={v}" for k, v in params.items()])
-            except (HydraException, OmegaConfBaseException) as err:
+            except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
                 fail(_hydra_message(err))
             if not multirun:
                 alone = base.hydra.sweeper.get("params")
                 alone = OmegaConf.to_container(alone) if alone is not None else {}
                 keys = [o.get_key_element() for o in parsed]
-                name = next((a.partition("=")[2] for a in fixed if a.startswith("sweeps=")), "")
+                chosen = next((a.partition("=")[2] for a in fixed if a.startswith("sweeps=")), "")
                 problem = launch_checks.preset_needs_multirun(
-                    name or str(base.get("sweep")), alone, keys
+                    chosen or str(base.get("sweep")), alone, keys
                 )
                 if problem is not None:
                     fail(problem)
-            modes = []
-            for job in _job_overrides(preset + parsed):
+            modes, first = [], None
+            for job, key, value in _job_overrides(preset + parsed):
                 shown = " ".join(a for a in job if not a.startswith("hydra."))
                 where = f" (sweep job {shown})" if multirun else ""
                 try:
-                    cfg = compose("train", overrides=job)
-                    with open_dict(cfg):
-                        cfg.pop("hydra", None)
-                    modes.append(validate(OmegaConf.to_container(cfg, resolve=True)).dropout.mode)
-                except (HydraException, OmegaConfBaseException) as err:
+                    if key is not None and first is not None:
+                        # A plain value: set on the first job's config, not composed again
+                        # (composing takes ~0.4 s; a 200-value list took over a minute).
+                        cfg = copy.deepcopy(first)
+                        OmegaConf.update(cfg, key, _parse([f"{key}={value}"])[0].value())
+                    else:
+                        cfg = compose(name, overrides=job)
+                        if first is None:
+                            first = copy.deepcopy(cfg)
+                    modes.append(check(cfg).dropout.mode)
+                except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
                     fail(_hydra_message(err) + where)
                 except ConfigError as err:
                     fail(f"{err}{where}")
@@ -208,6 +269,7 @@ def _unwritable(path: Path) -> str | None:
 def _user_error(err: BaseException) -> str | None:
     """The one line for an error that is the user's to fix (exit 2), or None for a bug."""
     from rdx.data.corpus import DataError
+    from rdx.finite import NonFinite
     from rdx.hub import HubUnavailable
     from rdx.records import RunDirError
     from rdx.run import one_line
@@ -217,6 +279,7 @@ def _user_error(err: BaseException) -> str | None:
         (DataError, "data error"),
         (HubUnavailable, "hub error"),
         (RunDirError, "run dir error"),
+        (NonFinite, "training error"),
     ):
         if isinstance(err, kinds):
             return f"{label}: {one_line(err)}"
@@ -256,6 +319,7 @@ def main(cfg: DictConfig) -> float | None:
             with contextlib.suppress(OSError):
                 RunRecords(run_dir).set_status("failed", f"ConfigError: {err}")
         if multirun:
+            record_refusal(run_dir, err)  # a held run dir: never counted as this job's result
             # One bad job of a sweep: one line, its status.json says failed, the others
             # run; the sweep's summary names it and exits 1. Raising would print Hydra's
             # traceback and end a basic-launcher sweep early.
@@ -289,6 +353,7 @@ def cli() -> None:
         if SweepRecorder.sweep_dir is not None and SweepRecorder.sweep_dir.is_dir():
             if not check_sweep(SweepRecorder.sweep_dir) and code == 0:
                 code = 1
+        SweepRecorder.release()
     sys.exit(code)
 
 

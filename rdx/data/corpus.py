@@ -50,3 +50,29 @@ class Corpus:
 
     def attributes(self) -> list[str]:
         return [a for attrs in self.tasks.values() for a in attrs]
+
+
+# Below these a class's reward classifier is trained or judged on next to nothing: R of a
+# class it never saw, or a held-out accuracy of 1.000 on one class (issue 22 §2).
+MIN_TRAIN_PER_CLASS = 10
+MIN_HELD_OUT_PER_CLASS = 5
+
+
+def check_classes(corpus: Corpus, task: str, source: str = "") -> None:
+    """DataError (one line naming the class and its counts) when a class of `task` has too
+    few training or held-out sentences to train or evaluate R; called before any build."""
+    attrs = corpus.tasks[task]
+    counts = {a: [0, 0] for a in attrs}
+    for col, examples in enumerate((corpus.train, corpus.test)):
+        for e in examples:
+            if e.task == task:
+                counts[attrs[e.label]][col] += 1
+    for attr, (n_train, n_test) in counts.items():
+        if n_train < MIN_TRAIN_PER_CLASS or n_test < MIN_HELD_OUT_PER_CLASS:
+            where = f" ({source})" if source else ""
+            raise DataError(
+                f"dataset {corpus.name}{where}: class {attr} has {n_train} training and "
+                f"{n_test} held-out sentence(s); training and evaluating R needs at least "
+                f"{MIN_TRAIN_PER_CLASS} and {MIN_HELD_OUT_PER_CLASS} of every class of the "
+                f"{task} task"
+            )

@@ -242,12 +242,17 @@ def _agnews_rows(path: Path) -> Iterator[list[str]]:
     """Rows `class,title,description` (class 1-4), after an optional header row; any other
     row is a DataError naming the file and line, not a row silently skipped."""
     reader = csv.reader(io.StringIO(read_text(path), newline=""))
-    rows = 0
+    rows, last = 0, 0  # last: the line the previous row ended on
     try:
         for row in reader:
+            start, last = last + 1, reader.line_num
             if not row or not "".join(row).strip():
                 continue
-            where = f"{path}:{reader.line_num}"
+            # A row is named by the line it starts on: a quote left open there runs the
+            # row on over the lines after it.
+            where = f"{path}:{start}"
+            if reader.line_num > start and len(row) != 3:
+                where += f" (a row running on to line {reader.line_num}: an unclosed quote?)"
             if reader.line_num == 1 and not row[0].strip().isdigit():
                 continue  # the header (Class Index,Title,Description)
             if len(row) != 3:
@@ -259,7 +264,7 @@ def _agnews_rows(path: Path) -> Iterator[list[str]]:
             rows += 1
             yield row
     except csv.Error as err:
-        raise DataError(f"{path}:{reader.line_num}: not CSV ({err})") from None
+        raise DataError(f"{path}:{last + 1}: not CSV ({err})") from None
     if rows == 0:
         raise DataError(f"{path}: no data rows (a header only?)")
 

@@ -25,11 +25,12 @@ from transformers import (
 from rdx import hub
 from rdx.hub import HubUnavailable
 
+# Positions the tiny models support: T=30 trajectories and 64-token pretraining windows
+# (defined torch-free, so the launch checks sampling.total_len before torch loads).
+from rdx.lm import TINY_POSITIONS
+
 # Weight loading/saving progress bars would drown the training log.
 transformers.utils.logging.disable_progress_bar()
-
-# Positions the tiny models support: T=30 trajectories and 64-token pretraining windows.
-TINY_POSITIONS = 64
 
 
 def tiny_gpt2(
@@ -91,12 +92,8 @@ def load_hub(kind: str, name: str, **kwargs):
     }[kind]
     try:
         return loader.from_pretrained(name, **kwargs)
-    except OSError as err:
-        raise HubUnavailable(hub.message(name, type(err).__name__)) from None
-    except ValueError as err:
-        # A directory that exists but holds no usable model (no config.json, wrong files).
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise HubUnavailable(f"cannot load {name!r} as a {kind}: {first}") from None
+    except (OSError, ValueError) as err:  # not there, or a directory of damaged files
+        raise HubUnavailable(hub.load_failure(name, kind, err)) from None
 
 
 def resolve_device(name: str) -> torch.device:

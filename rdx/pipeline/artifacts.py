@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from rdx.config import BehaviorConfig, Config, RewardConfig, SamplingConfig
-from rdx.data.corpus import Corpus, Example
+from rdx.data.corpus import Corpus, Example, check_classes
 from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
 from rdx.lm.codec import Codec
@@ -53,7 +53,7 @@ from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classi
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
-from rdx.pipeline.cache import cached
+from rdx.pipeline.cache import cached, cached_tensors
 
 log = logging.getLogger("rdx")
 
@@ -196,6 +196,7 @@ def prepare(cfg: Config) -> Prepared:
         max_words=cfg.dataset.max_words,
     )
     task, label = corpus.task_of(cfg.attribute)
+    check_classes(corpus, task, f"dataset.path={cfg.dataset.path}" if cfg.dataset.path else "")
     device = resolve_device(cfg.trainer.device)
     dtype = fixed_dtype(device, cfg.trainer.precision)
     kernels = effective(cfg.trainer.kernels, device, dtype)
@@ -234,8 +235,9 @@ def prepare(cfg: Config) -> Prepared:
         test_texts=[e.text for e in held_out],
         sampling=s,
     )
-    traj_dir = cached(root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION)
-    traj = torch.load(traj_dir / "trajectories.pt", weights_only=True)  # plain data: no code runs
+    traj_dir, traj = cached_tensors(  # plain data: no code runs
+        root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION, "trajectories.pt"
+    )
     p = traj["prefix_len"]
     eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
     behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
@@ -249,8 +251,9 @@ def prepare(cfg: Config) -> Prepared:
         reward_tokenizer=reward_tokenizer,
         batch_size=s.batch_size,
     )
-    scores_dir = cached(root, "scores", keys["scores"], build, SCORES_VERSION)
-    scores = torch.load(scores_dir / "scores.pt", weights_only=True)
+    scores_dir, scores = cached_tensors(
+        root, "scores", keys["scores"], build, SCORES_VERSION, "scores.pt"
+    )
     torch.set_num_threads(threads)
 
     policy_codec = _policy_codec(cfg, tokenizer, behavior_codec)
@@ -262,6 +265,7 @@ def prepare(cfg: Config) -> Prepared:
         log.info("re-tokenising β's trajectories for π (different tokenizers)")
         trains = [policy_codec.encode(*(t[k] for k in TEXT_FIELDS)) for t in traj["train"]]
         eval_seqs = policy_codec.encode(*(traj["eval"][k] for k in TEXT_FIELDS))
+    warn_caps(s, n_prefixes=len(trains[0]) // s.samples_per_prefix, n_eval=len(eval_seqs))
     sets = [
         TrainSet(
             seqs=seqs,
@@ -554,6 +558,23 @@ def _add_cls(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
     )
+
+
+def warn_caps(s: SamplingConfig, n_prefixes: int, n_eval: int) -> None:
+    """Say so, at every run (the trajectories may come from the cache), when the corpus had
+    fewer prefixes than asked; the summary records the numbers used."""
+    for key, asked, used in (
+        ("num_prefixes", s.num_prefixes, n_prefixes),
+        ("eval_prefixes", s.eval_prefixes, n_eval),
+    ):
+        if used < asked:
+            log.warning(
+                "sampling.%s=%d: the corpus yields only %d prefixes; %d are used",
+                key,
+                asked,
+                used,
+                used,
+            )
 
 
 def _eval_prefixes(codec: Codec, texts: list[str], p: int, n: int, g: torch.Generator):

@@ -23,6 +23,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from rdx.records import load_error, open_record, read_record_bytes
+
 log = logging.getLogger("rdx")
 
 MARKER = "COMPLETE"  # written last, so its presence means every listed file was written
@@ -35,7 +37,7 @@ def cache_key(settings: dict[str, Any], version: int) -> str:
 
 
 def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
+    with open_record(path) as f:  # a FIFO in an entry is damage, not a hang
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -53,7 +55,7 @@ def verify(artifact: Path) -> str | None:
     """None when `artifact` is whole (its marker lists every file with the right content),
     else what is wrong with it."""
     try:
-        files = json.loads((artifact / MARKER).read_text())["files"]
+        files = json.loads(read_record_bytes(artifact / MARKER))["files"]
     except FileNotFoundError:
         return "no completion marker"
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -72,6 +74,11 @@ def verify(artifact: Path) -> str | None:
         except (OSError, KeyError, TypeError) as err:
             return f"{name}: unreadable ({type(err).__name__})"
     return None
+
+
+def _move_aside(final: Path) -> None:
+    """One rename (readers see the old entry or none); the next build removes it."""
+    os.rename(final, final.with_name(f"{final.name}.tmp-damaged-{os.getpid()}"))
 
 
 def _clean_stale(final: Path) -> None:
@@ -102,8 +109,7 @@ def cached(
                 log.info("cache: reusing %s/%s (built by another job)", kind, final.name)
                 return final
             log.warning("cache: %s/%s is damaged (%s); rebuilding it", kind, final.name, problem)
-            aside = final.with_name(f"{final.name}.tmp-damaged-{os.getpid()}")
-            os.rename(final, aside)  # one rename: readers see the old entry or none
+            _move_aside(final)
         _clean_stale(final)
         log.info("cache: building %s/%s", kind, final.name)
         tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
@@ -122,3 +128,43 @@ def cached(
             raise
         log.info("cache: built %s/%s in %.1f s", kind, final.name, time.perf_counter() - tic)
     return final
+
+
+def cached_tensors(
+    cache_dir: str | Path,
+    kind: str,
+    settings: dict[str, Any],
+    build: Callable[[Path], None],
+    version: int,
+    name: str,
+) -> tuple[Path, Any]:
+    """`cached`, then its file `name` loaded as plain data (torch.load, weights_only).
+
+    An entry whose file does not load so (a crafted pickle under a remade marker: the
+    checksums match, yet loading it would run code) is moved aside and rebuilt once, with a
+    warning; torch's advice to load it with weights_only=False is never passed on.
+    """
+    import torch
+
+    for attempt in (1, 2):
+        path = cached(cache_dir, kind, settings, build, version)
+        try:
+            with open_record(path / name) as f:
+                return path, torch.load(f, weights_only=True)
+        except Exception as err:  # UnpicklingError, RuntimeError, EOFError, OSError, ...
+            if attempt == 2:
+                raise RuntimeError(
+                    f"cache: {kind}/{path.name}/{name} does not load after a rebuild "
+                    f"({load_error(err)})"
+                ) from None
+            log.warning(
+                "cache: %s/%s: %s does not load (%s); rebuilding it",
+                kind,
+                path.name,
+                name,
+                load_error(err),
+            )
+            with FileLock(str(path) + ".lock"):
+                if path.is_dir():
+                    _move_aside(path)
+    raise AssertionError("unreachable")

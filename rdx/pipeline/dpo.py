@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from rdx.config import Config
+from rdx.finite import check_step
 from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
 from rdx.pipeline.harmless import (
@@ -120,7 +121,7 @@ def train(
         freeze_all_but_last_layer(policy)
     optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=t.lr)
     start_epoch, step, history = 0, 0, []
-    checkpoint = records.load_checkpoint()
+    checkpoint = records.load_checkpoint(policy.state_dict())
     if checkpoint is not None:
         policy.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -141,6 +142,7 @@ def train(
                 continue  # the end-of-training record
             rec = {_KEYS[k]: float(v) for k, v in entry.items() if k in _KEYS}
             s = step + int(entry["step"])
+            check_step(s, entry["loss"])  # TRL logs the loss; NaN weights follow a NaN loss
             records.append_metrics({"kind": "step", "step": s, "epoch": epoch, **rec})
             logger.log(rec, step=s)
         step += trainer.state.global_step

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from rdx.config import Config
+from rdx.finite import check_step, in_step
 from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
 from rdx.method.objective import token_logprobs
@@ -87,7 +88,7 @@ def train(
     optimizer = torch.optim.Adam(params, lr=t.lr)
 
     start_epoch, step, history = 0, 0, []
-    checkpoint = records.load_checkpoint()
+    checkpoint = records.load_checkpoint(policy.state_dict())
     if checkpoint is not None:
         policy.load_state_dict(checkpoint["model"])
         head.load_state_dict(checkpoint["value_head"])
@@ -108,7 +109,8 @@ def train(
         tic = time.perf_counter()
         for b in range(n_batches):
             idx = order[b * batch : (b + 1) * batch].tolist()
-            rec = ppo_step(cfg, prep, policy, head, optimizer, [prompts[i] for i in idx], gens)
+            with in_step(step + 1):  # names the step in a non-finite loss's error
+                rec = ppo_step(cfg, prep, policy, head, optimizer, [prompts[i] for i in idx], gens)
             step += 1
             if step % t.log_every == 0 or b == n_batches - 1:
                 rec["perf/rollouts_per_s"] = (b + 1) * batch / (time.perf_counter() - tic)
@@ -200,9 +202,9 @@ def ppo_step(
             )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], 1.0
-            )
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            check_step(f"PPO update {n + 1}", out.loss, params)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             for k, v in (
                 ("loss", out.loss),

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from rdx.config import Config, DropoutConfig
+from rdx.finite import check_step
 from rdx.lm.kernels import use_kernels
 from rdx.lm.models import (
     cast_frozen,
@@ -213,7 +214,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
 
     start_epoch, step, history = 0, 0, []
-    checkpoint = records.load_checkpoint()
+    checkpoint = records.load_checkpoint(policy.state_dict())
     if checkpoint is not None:
         policy.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -285,6 +286,8 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 f"step {step + 1}",
                 on_retry=lambda: optimizer.zero_grad(set_to_none=True),
             )
+            # fp16's GradScaler skips steps with inf gradients itself: check only the loss.
+            check_step(step + 1, out.loss, None if scaler.is_enabled() else params)
             scaler.step(optimizer)
             scaler.update()
             if epoch == start_epoch and b == 0:
@@ -434,4 +437,5 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "kernels": prep.kernels,
         "sweep": cfg.sweep,
         "n_trajectories": len(prep.train),
+        "n_eval_prefixes": len(prep.eval),  # what was evaluated (sampling.eval_prefixes caps)
     }
