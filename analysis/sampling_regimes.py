@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from rdx.config import validate
 from rdx.lm.sampling import classifier_logits
-from rdx.pipeline.artifacts import prepare
+from rdx.pipeline.offpolicy.artifacts import prepare
 from rdx.train import CONF
 
 

@@ -186,8 +186,8 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
                 tags=[sha] if sha else [],
             )
             if cfg.algo.name == "offpolicy":
-                from rdx.pipeline.artifacts import prepare
-                from rdx.pipeline.trainer import train
+                from rdx.pipeline.offpolicy.artifacts import prepare
+                from rdx.pipeline.offpolicy.trainer import train
             else:  # ppo, dpo (harmlessness): the same prepare/train pair (rdx.pipeline.algos)
                 from rdx.pipeline.algos import algo_for
 

@@ -197,7 +197,7 @@ def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared
     import torch
     import yaml
 
-    from rdx.pipeline import harmless, ppo
+    from rdx.pipeline.harmless import artifacts as harmless, ppo
     from tests.harmless_hub import build
 
     hub_name = yaml.safe_load((ROOT / "conf" / "model" / f"{preset}.yaml").read_text())["hub"]
@@ -264,8 +264,8 @@ def test_dpo_run_and_trl_loss_matches_the_closed_form(shared_cache, tmp_path):
 
     from rdx.method.dpo import dpo_loss
     from rdx.method.objective import token_logprobs
-    from rdx.pipeline import harmless
-    from rdx.pipeline.dpo import dpo_trainer
+    from rdx.pipeline.harmless import artifacts as harmless
+    from rdx.pipeline.harmless.dpo import dpo_trainer
     from rdx.run import execute
 
     cfg = tiny_harmless(shared_cache, "algo=dpo", "trainer.batch_size=64")

@@ -24,17 +24,17 @@ class Algo(NamedTuple):
 def algo_for(name: str) -> Algo:
     """The prepare/train pair of algo.name (offpolicy: Eq. 7; ppo, dpo: harmlessness)."""
     if name == "offpolicy":
-        from rdx.pipeline import artifacts, trainer
+        from rdx.pipeline.offpolicy import artifacts, trainer
 
         return Algo(artifacts.prepare, trainer.train)
-    from rdx.pipeline import harmless
+    from rdx.pipeline.harmless import artifacts as harmless
 
     if name == "ppo":
-        from rdx.pipeline import ppo
+        from rdx.pipeline.harmless import ppo
 
         return Algo(harmless.prepare, ppo.train)
     if name == "dpo":
-        from rdx.pipeline import dpo
+        from rdx.pipeline.harmless import dpo
 
         return Algo(harmless.prepare, dpo.train)
     raise ValueError(f"algo.name={name!r}: expected one of {', '.join(ALGOS)}")

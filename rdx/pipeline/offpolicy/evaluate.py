@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from rdx.lm.sampling import Sequences, classifier_logits, sample_sequences, sequence_prob
 from rdx.method.objective import masked_accuracy
-from rdx.pipeline.artifacts import Prepared
+from rdx.pipeline.offpolicy.artifacts import Prepared
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ preference pairs ─┬─ tokenizer ─ SFT policy π_ref (tiny: GPT-2 fine-tun
                   └─ reward R (tiny_rm: Bradley-Terry on the pairs; or a hub reward model)
 
 Each is cached with rdx.pipeline.cache.cached by exactly its settings, like the off-policy
-artifacts (rdx.pipeline.artifacts), so every arm and seed of a sweep shares them. π starts
+artifacts (rdx.pipeline.offpolicy.artifacts), so every arm and seed of a sweep shares them. π starts
 as a copy of π_ref whatever the algo (PPO and DPO both fine-tune the reference policy); with
 a hub `model`, π_ref is that hub model as it is and the `behavior` group is not used.
 `evaluate` is the per-epoch evaluation shared by the PPO and DPO trainers.

@@ -40,7 +40,7 @@ from rdx.method.ppo import (
     sequence_prob,
     token_rewards,
 )
-from rdx.pipeline.harmless import (
+from rdx.pipeline.harmless.artifacts import (
     HarmlessPrepared,
     record_baseline,
     record_epoch,
@@ -51,7 +51,7 @@ from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
 
-_ORDER, _ROLLOUT, _DROPOUT, _MINIBATCH = 1, 2, 3, 4  # random streams (rdx.pipeline.harmless)
+_ORDER, _ROLLOUT, _DROPOUT, _MINIBATCH = 1, 2, 3, 4  # random streams (rdx.pipeline.harmless.artifacts)
 
 
 class ValueHead(nn.Module):

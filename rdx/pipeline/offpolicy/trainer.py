@@ -3,7 +3,7 @@
 Reads top to bottom: build π, resume if a checkpoint exists, then per epoch take that
 epoch's sample set (sampling.fresh_per_epoch), shuffle, step through batches with reward
 dropout, evaluate on held-out prefixes, checkpoint. The data are π-token `Sequences` and a
-precomputed mask (rdx.pipeline.artifacts), whether or not π shares β's tokenizer. On CUDA
+precomputed mask (rdx.pipeline.offpolicy.artifacts), whether or not π shares β's tokenizer. On CUDA
 out-of-memory a step is retried in micro-batches of half the size.
 """
 
@@ -42,8 +42,8 @@ from rdx.method.objective import (
     reward_dropout_loss,
     token_logprobs,
 )
-from rdx.pipeline.artifacts import Prepared
-from rdx.pipeline.evaluate import attribute_prob, evaluate
+from rdx.pipeline.offpolicy.artifacts import Prepared
+from rdx.pipeline.offpolicy.evaluate import attribute_prob, evaluate
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
