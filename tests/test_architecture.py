@@ -67,7 +67,7 @@ def test_the_graph_sees_known_imports():
     graph = _graph()
     assert "rdx.method.objective" in graph["rdx.lm.sampling"]
     assert "rdx.data.corpus" in graph["rdx.data.loaders"]
-    assert "rdx.pipeline.offpolicy.artifacts" in graph["rdx.run"]  # a lazy import, inside a function
+    assert "rdx.pipeline.offpolicy.artifacts" in graph["rdx.run"]  # lazy, in a function
 
 
 def test_no_import_cycles():

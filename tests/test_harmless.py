@@ -197,7 +197,8 @@ def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared
     import torch
     import yaml
 
-    from rdx.pipeline.harmless import artifacts as harmless, ppo
+    from rdx.pipeline.harmless import artifacts as harmless
+    from rdx.pipeline.harmless import ppo
     from tests.harmless_hub import build
 
     hub_name = yaml.safe_load((ROOT / "conf" / "model" / f"{preset}.yaml").read_text())["hub"]

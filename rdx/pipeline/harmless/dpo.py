@@ -62,7 +62,7 @@ def dpo_trainer(cfg: Config, prep: HarmlessPrepared, policy, optimizer, run_dir,
             "rejected": [p.rejected for p in pairs],
         }
     )
-    seed = cfg.seed * 1_000_003 + epoch * 101  # the epoch's data order (rdx.pipeline.harmless.artifacts)
+    seed = cfg.seed * 1_000_003 + epoch * 101  # the epoch's data order (loop.stream)
     with warnings.catch_warnings():  # transformers 5's deprecation notices about TRL's defaults
         warnings.simplefilter("ignore")
         args = _config(DPOConfig, cfg, prep, policy, run_dir, seed)

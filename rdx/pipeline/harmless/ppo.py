@@ -51,7 +51,7 @@ from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
 
-_ORDER, _ROLLOUT, _DROPOUT, _MINIBATCH = 1, 2, 3, 4  # random streams (rdx.pipeline.harmless.artifacts)
+_ORDER, _ROLLOUT, _DROPOUT, _MINIBATCH = 1, 2, 3, 4  # random streams (loop.stream)
 
 
 class ValueHead(nn.Module):
