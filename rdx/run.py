@@ -1,4 +1,4 @@
-"""One run, from a validated Config to its records: the plumbing around trainer.train."""
+"""One run, from a validated Config to its records: the plumbing around an algorithm's train."""
 
 from __future__ import annotations
 
@@ -185,13 +185,9 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
                 group=cfg.sweep,
                 tags=[sha] if sha else [],
             )
-            if cfg.algo.name == "offpolicy":
-                from rdx.pipeline.offpolicy.artifacts import prepare
-                from rdx.pipeline.offpolicy.trainer import train
-            else:  # ppo, dpo (harmlessness): the same prepare/train pair (rdx.pipeline.algos)
-                from rdx.pipeline.algos import algo_for
+            from rdx.pipeline.algos import algo_for
 
-                prepare, train = algo_for(cfg.algo.name)
+            prepare, train = algo_for(cfg.algo.name)
             prep = prepare(cfg)
             if cfg.stage == "prepare":
                 log.info("artifacts ready: %s", prep.paths)
