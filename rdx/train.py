@@ -49,9 +49,9 @@ def check_group_choices(argv: list[str]) -> None:
         if not sep or key.startswith(("-", "+", "~", "hydra")) or "." in key:
             continue
         dirs = [root / key for root in SEARCH if (root / key).is_dir()]
-        if not dirs:
+        options = sorted({p.stem for d in dirs for p in d.glob("*.yaml")} | stored_options(key))
+        if not options:
             continue
-        options = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
         for choice in value.split(","):
             if choice not in options and choice != "null":
                 print(
@@ -59,6 +59,13 @@ def check_group_choices(argv: list[str]) -> None:
                     file=sys.stderr,
                 )
                 sys.exit(2)
+
+
+def stored_options(group: str) -> set[str]:
+    """A group's options registered in Hydra's ConfigStore (rdx.config.register: algo)."""
+    from hydra.core.config_store import ConfigStore
+
+    return {k.removesuffix(".yaml") for k in ConfigStore.instance().repo.get(group, {})}
 
 
 def _parse(overrides: list[str]) -> list[Any]:

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rdx.method import PPO_SCORES
 from rdx.method.dropout import keep_mask
 from rdx.method.objective import EPS, bi_objective_reward, masked_mean
-
-SCORES = ("r_hat", "reward")  # what reward dropout thresholds: R + ln π_ref, or R alone
 
 
 def dropout_score(
@@ -38,7 +37,7 @@ def dropout_score(
         return bi_objective_reward(reward, ref_prob, eps)
     if score == "reward":
         return reward.float()
-    raise ValueError(f"algo.score={score!r}: expected one of {', '.join(SCORES)}")
+    raise ValueError(f"algo.score={score!r}: expected one of {', '.join(PPO_SCORES)}")
 
 
 def rollout_keep(
