@@ -1,6 +1,7 @@
 """The one interface between a run's plumbing (rdx.run) and its training algorithm.
 
-An algorithm is two functions: `prepare(cfg)` builds or loads its cached inputs (an object
+rdx.config.ALGOS lists the algorithms, each with its settings class and its code. An
+algorithm is two functions: `prepare(cfg)` builds or loads its cached inputs (an object
 with `.paths`), and `train(cfg, prepared, records, logger)` runs or resumes training in the
 run dir (through rdx.pipeline.loop) and returns the summary dict (with `acc`, `reward`,
 `acc_plus_reward`). rdx.run calls them the same way for every algo, so records, resume,
@@ -14,13 +15,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-# algo.name -> (the module with `prepare`, the module with `train`)
-ALGORITHMS = {
-    "offpolicy": ("rdx.pipeline.offpolicy.artifacts", "rdx.pipeline.offpolicy.trainer"),
-    "ppo": ("rdx.pipeline.harmless.artifacts", "rdx.pipeline.harmless.ppo"),
-    "dpo": ("rdx.pipeline.harmless.artifacts", "rdx.pipeline.harmless.dpo"),
-}
-ALGOS = tuple(ALGORITHMS)
+from rdx.config import ALGOS
 
 
 class Algo(NamedTuple):
@@ -30,7 +25,7 @@ class Algo(NamedTuple):
 
 def algo_for(name: str) -> Algo:
     """The prepare/train pair of algo.name (offpolicy: Eq. 7; ppo, dpo: harmlessness)."""
-    if name not in ALGORITHMS:
+    if name not in ALGOS:
         raise ValueError(f"algo.name={name!r}: expected one of {', '.join(ALGOS)}")
-    prepare, train = (importlib.import_module(m) for m in ALGORITHMS[name])
+    prepare, train = (importlib.import_module(m) for m in ALGOS[name].code)
     return Algo(prepare.prepare, train.train)

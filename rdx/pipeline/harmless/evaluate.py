@@ -121,7 +121,7 @@ class HarmlessArm:
             **loop.headline(last["eval/acc"], last["eval/reward"], last),
             "reward_model_accuracy": self.prep.reward_accuracy,
             "algo": cfg.algo.name,
-            "score": cfg.algo.score if cfg.algo.name == "ppo" else None,
+            "score": getattr(cfg.algo, "score", None),  # PPO's; DPO has no score
             **loop.axes(cfg),
             "init": "reference",
             "n_pairs": len(self.prep.data.train),
