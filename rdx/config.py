@@ -90,7 +90,7 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How β's trajectories are drawn, and how π decodes for its metrics (DESIGN §1;
+    """How β's trajectories are drawn, and how π decodes for its metrics (docs/design.md §1;
     paper: p=4, T=30, 50k prefixes × 10). The sampling group (conf/sampling/) sets the
     decoding keys."""
 

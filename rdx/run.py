@@ -31,7 +31,7 @@ log = logging.getLogger("rdx")
 
 
 def default_threads(requested: int | None) -> int:
-    """Cores ÷ parallel jobs: two 2-thread jobs on 2 cores decode ~10× slower (DESIGN §7).
+    """Cores ÷ parallel jobs: two 2-thread jobs on 2 cores decode ~10× slower (docs/design.md §7).
 
     In order: trainer.threads, SLURM's CPUs per task, OMP_NUM_THREADS (what the joblib
     launcher's loky workers get: cores ÷ n_jobs), cores ÷ RDX_PARALLEL_JOBS (rdx's local

@@ -13,7 +13,7 @@
 Hydra composes conf/; the config is validated here, at the edge, before torch is imported,
 so a bad value fails in about a second with one line and exit status 2. After a sweep (-m),
 every job's status.json is read into <sweep dir>/sweep.json, and the exit status is 1 if
-any run did not complete: Hydra and submitit report failed jobs as completed (DESIGN §6).
+any run did not complete: Hydra and submitit report failed jobs as completed (docs/design.md §6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PPO with reward dropout, as pure tensor functions (DESIGN §10, paper §7.5).
+"""PPO with reward dropout, as pure tensor functions (docs/design.md §10, paper §7.5).
 
 On-policy: π samples a response to each prompt of a rollout batch; a frozen reference
 π_ref (the SFT policy) plays β's role. Per response i (tokens t = 1..n_i, `mask` (B, T)
@@ -164,5 +164,5 @@ def ppo_loss(
 
 
 def sequence_prob(logp: Tensor, mask: Tensor) -> Tensor:
-    """Mean per-token probability of each response (B,), as β_i in DESIGN §2."""
+    """Mean per-token probability of each response (B,), as β_i in docs/design.md §2."""
     return masked_mean(logp.exp(), mask)

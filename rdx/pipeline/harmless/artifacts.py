@@ -1,4 +1,4 @@
-"""The harmlessness experiment's fixed parts (paper §7.5, DESIGN §10): data, π_ref, R, eval.
+"""The harmlessness experiment's fixed parts (paper §7.5, docs/design.md §10): data, π_ref, R, eval.
 
 preference pairs ─┬─ tokenizer ─ SFT policy π_ref (tiny: GPT-2 fine-tuned on the dialogues)
                   └─ reward R (tiny_rm: Bradley-Terry on the pairs; or a hub reward model)

@@ -1,4 +1,4 @@
-"""PPO with reward dropout, one readable file in the style of CleanRL (DESIGN §10).
+"""PPO with reward dropout, one readable file in the style of CleanRL (docs/design.md §10).
 
     python -m rdx.train experiment=harmless                      # PPO + R.D. (quantile 0.8)
     python -m rdx.train experiment=harmless algo=ppo dropout=none

@@ -3,13 +3,13 @@
 tokenizer ─┬─ behavior β ── trajectories (prefixes, β's samples) ──┐
            └─ reward R (per task) ─────────────────────────────────┴─ scores (R, β per sample)
 
-β, π and R may each have their own tokenizer (DESIGN §4): the tiny models share the corpus
+β, π and R may each have their own tokenizer (docs/design.md §4): the tiny models share the corpus
 tokenizer; a hub model (a name, or a local dir written by save_pretrained) brings its own.
 β's samples are stored in β's tokens and as text; `prepare` re-tokenises them for π
 (rdx.lm.codec) unless π's tokenizer is β's, so that training and evaluation see only π-token
 `Sequences` and a mask, whichever case they are in.
 
-Every run of a sweep that shares these settings shares the artifacts (DESIGN §1). The
+Every run of a sweep that shares these settings shares the artifacts (docs/design.md §1). The
 run's own seed is deliberately absent from every key: β's samples are drawn once with a
 fixed sampling seed so that the arms of a comparison train on identical data.
 """
