@@ -223,9 +223,8 @@ class OffPolicy:
         self.state = {"model": self.policy, "optimizer": self.optimizer, "scaler": self.scaler}
 
         n = len(prep.train)
-        self.n_batches = (
-            n // t.batch_size
-        )  # drop the last partial batch: quantiles of a tiny batch are noise
+        # drop the last partial batch: quantiles of a tiny batch are noise
+        self.n_batches = n // t.batch_size
         if self.n_batches == 0:
             raise ValueError(f"trainer.batch_size={t.batch_size}: larger than the {n} trajectories")
         self.micro = [min(t.micro_batch or t.batch_size, t.batch_size)]  # halves on CUDA OOM
