@@ -1,1 +1,1 @@
-"""Runs -> tidy CSV (collect) -> paper tables (tables) and figures (figures); DESIGN §8."""
+"""Runs -> tidy CSV (collect) -> paper tables (tables) and figures (figures); docs/design.md §8."""

@@ -16,7 +16,7 @@ Verdict, for a claim with a sign (A − B > 0, or < 0): the CI excludes 0 on the
 arms have no runs prints "no runs". "Does not help" is claimed as A − B < 0, so a true null
 effect reads inconclusive: these runs cannot tell no effect from a small one.
 
-The claims (DESIGN §9, issue 11), per init unless marked; γ-rule: the largest γ present
+The claims (docs/design.md §9, issue 11), per init unless marked; γ-rule: the largest γ present
 stands for an arm, and "higher γ helps" compares the largest with the smallest quantile γ:
   quantile beats N/A; quantile beats random; random does not help (random − N/A < 0);
   higher γ helps (quantile γmax − γmin > 0)                                  Acc+Reward

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 import rdx
 from rdx.config import validate
 from rdx.lm.sampling import classifier_logits
-from rdx.pipeline.artifacts import prepare
+from rdx.pipeline.offpolicy.artifacts import prepare
 
 # conf/ beside the rdx package, as rdx.train composes it (the CLI is not imported here: an
 # analysis script reads the config, it does not launch runs)

@@ -41,7 +41,7 @@ from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.method.dropout import keep_mask
 from rdx.method.objective import bi_objective_reward
-from rdx.pipeline.trainer import compute_gradient
+from rdx.pipeline.offpolicy.trainer import compute_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def tiny_reward(**sizes):
 
 def gpt2_124m() -> GPT2LMHeadModel:
     """The GPT-2 small architecture (GPT2Config() defaults), random init: nothing downloaded.
-    eval() turns dropout off, as rdx.pipeline.trainer.build_policy does for every π."""
+    eval() turns dropout off, as rdx.pipeline.offpolicy.trainer.build_policy does for every π."""
     torch.manual_seed(0)
     return GPT2LMHeadModel(GPT2Config()).eval()
 
@@ -116,7 +116,7 @@ def _mfu_note(flops_tok: float, tok_s: float, peak: dict) -> str:
 
 
 def train_step(model: PreTrainedModel, *, batch: int, seq_len: int, precision: str, seed=0):
-    """One optimisation step exactly as rdx.pipeline.trainer.train takes it: quantile keep
+    """One optimisation step exactly as rdx.pipeline.offpolicy.trainer.train takes it: quantile keep
     mask, compute_gradient (forward under the precision's autocast, reward_dropout_loss,
     backward) and Adam. Rows of random token ids; every position scored (mask of ones)."""
     g = torch.Generator().manual_seed(seed)

@@ -1,6 +1,6 @@
 """Paper-scale cost of Table 1 on one 8×H100 node, from FLOP counts and stated utilisations.
 
-Nothing here is measured: it is arithmetic on the paper's sizes (DESIGN §9: 50k prefixes ×
+Nothing here is measured: it is arithmetic on the paper's sizes (docs/design.md §9: 50k prefixes ×
 10 samples per attribute, p=4, T=30, 5 epochs, GPT2-124M target, OPT-6.7B behavior, a
 BERT-base reward) and on utilisation assumptions that are stated beside the result, so a
 reader can replace them with their own. Counts follow the usual estimates: a forward pass

@@ -1,8 +1,14 @@
-"""Typed run configuration, validated once at the edge (DESIGN §5).
+"""Typed run configuration: the one source of every default and every allowed value.
 
-Hydra composes plain YAML; `validate` turns the composed DictConfig into these frozen
-dataclasses or raises ConfigError with one line naming the key, the value and what is
-allowed. This module imports no torch, so bad input fails in about a second.
+The frozen dataclasses below hold each setting's default and, for a setting with a fixed
+set of values, what is allowed (`one_of`). `register()` hands their defaults to Hydra's
+ConfigStore as the `rdx_defaults` node that conf/train.yaml composes first, so the YAML
+files under conf/ only choose presets: each one holds what differs from these defaults
+(tests/test_config.py fails on a YAML value that restates one). `validate` types the
+composed DictConfig with OmegaConf's structured configs (these dataclasses as schemas) and
+checks every value, raising ConfigError with one line naming the key, the value and what
+is allowed. This module imports no torch, so bad input fails in about a second.
+Each training algorithm has its own settings class (`ALGOS`: the one list of them).
 """
 
 from __future__ import annotations
@@ -10,18 +16,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from rdx import hub
 from rdx.lm import KERNELS
-from rdx.method import DROPOUT_MODES, GAMMA_MODES
+from rdx.method import BATCH_MODES, DROPOUT_MODES, GAMMA_MODES, PPO_SCORES
 
 
 class ConfigError(ValueError):
     """A user error in the configuration; the message is one line, shown without traceback."""
+
+
+def one_of(*allowed: str, default: str | None = None) -> Any:
+    """A setting with a fixed set of values: its default (the first, unless given) and the
+    allowed values, in one place; validate() checks it."""
+    return field(default=allowed[0] if default is None else default, metadata={"allowed": allowed})
 
 
 @dataclass(frozen=True)
@@ -29,9 +43,10 @@ class ModelConfig:
     """Target π."""
 
     name: str = "tiny"
-    hub: str | None = None  # Hugging Face name; None = rdx's tiny model
-    init: str = "random"  # random | behavior | pretrained (hub weights)
-    trainable: str = "all"  # all | last_layer
+    hub: str | None = None  # a Hugging Face name (or a saved dir); None = rdx's tiny GPT-2
+    # random: fresh weights (the paper's Fig. 3a) | behavior: β's | pretrained: the hub's
+    init: str = one_of("random", "behavior", "pretrained")
+    trainable: str = one_of("all", "last_layer")  # last_layer: the paper's ≥1B targets
 
 
 @dataclass(frozen=True)
@@ -40,11 +55,11 @@ class BehaviorConfig:
 
     name: str = "tiny"
     hub: str | None = None
-    vocab_size: int = 2048
+    vocab_size: int = 2048  # BPE on the corpus; a 50k GPT-2 vocab makes tiny models slow
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
-    pretrain_steps: int = 300
+    pretrain_steps: int = 300  # ~1.5 passes over the default corpus in ~1 min on 2 cores
     pretrain_lr: float = 2e-3
     pretrain_batch_size: int = 64
 
@@ -55,11 +70,11 @@ class RewardConfig:
 
     name: str = "tiny"
     hub: str | None = None
-    output: str = "logit"  # logit | prob
+    output: str = one_of("logit", "prob")  # the raw class logit (authors' code) | softmax
     n_layer: int = 2
     n_embd: int = 128
     n_head: int = 4
-    train_epochs: int = 2
+    train_epochs: int = 2  # 0: use reward.hub as an already fine-tuned classifier
     train_lr: float = 1e-3
     train_batch_size: int = 64
 
@@ -67,92 +82,167 @@ class RewardConfig:
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = "synthetic"
-    path: str | None = None
-    hub: bool = False
-    n_per_attribute: int | None = 3000
-    max_words: int = 30
+    path: str | None = None  # a local copy of a real dataset (docs/reproduction.md)
+    hub: bool = False  # true: load it from the Hugging Face hub
+    n_per_attribute: int | None = 3000  # training texts (pairs) per attribute; None: all
+    max_words: int = 30  # longer sentences are dropped (paper §6)
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How β's trajectories are drawn, and how π decodes for its metrics (DESIGN §1)."""
+    """How β's trajectories are drawn, and how π decodes for its metrics (docs/design.md §1;
+    paper: p=4, T=30, 50k prefixes × 10). The sampling group (conf/sampling/) sets the
+    decoding keys."""
 
-    prefix_len: int = 4
-    total_len: int = 30
-    num_prefixes: int = 1024
+    prefix_len: int = 4  # p: tokens of each sentence given to β
+    total_len: int = 30  # T: prefix + continuation tokens
+    num_prefixes: int = 1024  # training prefixes per attribute (paper: 50k; CPU-sized)
     samples_per_prefix: int = 4
-    temperature: float = 0.4
-    eval_prefixes: int = 128
-    batch_size: int = 512
+    temperature: float = 0.4  # the paper's setting "for training stability"
+    eval_prefixes: int = 128  # held-out prefixes for eval/* every epoch
+    batch_size: int = 512  # prefixes per sampling/scoring batch
     stop_at_eos: bool = True  # false: every continuation is T−p tokens, EOS an ordinary token
     top_k: int | None = None  # sample among the k most likely tokens (None: all)
     repetition_penalty: float = 1.0  # HF's: divide (or multiply, if < 0) seen tokens' logits
-    prefix_pool: str = "attribute"  # attribute | task (both labels; the label picks R's class)
+    prefix_pool: str = one_of("attribute", "task")  # task: both labels; the label picks R's class
     fresh_per_epoch: int = 1  # k sample sets of β; epoch e trains on set e mod k
 
 
 @dataclass(frozen=True)
 class DropoutConfig:
-    mode: str = "quantile"
-    delta: float | None = None
+    mode: str = one_of(*DROPOUT_MODES, default="quantile")
+    delta: float | None = None  # threshold mode: keep r̂ > delta
     random_replacement: bool = False  # random mode: the authors' with-replacement draw
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
     epochs: int = 5
-    batch_size: int = 64
+    batch_size: int = 64  # the paper's batch size
+    # measured on the default (quantile, seed 0, 5 epochs): acc+reward 1.448 at 5e-5, 1.630
+    # at 5e-4, 1.643 at 2e-3 (lower held-out likelihood); the paper: 5e-5
     lr: float = 5e-4
-    is_clip: float | None = 1.0
-    entropy: bool = True
-    score_prefix: bool = False
-    device: str = "auto"
-    precision: str = "fp32"
+    is_clip: float | None = 1.0  # L2 clip of the batch's importance-weight vector; None = off
+    entropy: bool = True  # keep the −ln π̄ entropy term of Eq. 7
+    score_prefix: bool = False  # also score prefix tokens (the authors' teacher forcing)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    # autocast; the loss coefficients stay float32
+    precision: str = one_of("fp32", "bf16", "fp16")
     micro_batch: int | None = None  # rows per forward pass (None: the batch); halves on OOM
+    # torch threads; None = cores ÷ parallel jobs (RDX_PARALLEL_JOBS), at most the cores other
+    # processes leave free (rdx/threads.py)
     threads: int | None = None
-    log_every: int = 10
-    kernels: str = "onednn"  # onednn | torch: fp32 CPU linear layers (rdx.lm.kernels)
-    epoch_metrics: str = "last"  # last | every: epochs that compute train/reward and eval/*
+    log_every: int = 10  # steps between train/* step records
+    # fp32 CPU linear layers through oneDNN (~2x MKL's on AMD; docs/performance.md)
+    kernels: str = one_of(*KERNELS)
+    # the epochs that compute train/reward (greedy decoding) and eval/*: tables read the
+    # last, Fig. 3's curves every
+    epoch_metrics: str = one_of("last", "every")
 
 
 @dataclass(frozen=True)
 class LoggerConfig:
-    kind: str = "wandb"  # wandb | none
+    kind: str = one_of("wandb", "none")
     project: str = "rdx"
     entity: str | None = None
-    mode: str = "auto"  # auto | online | offline | disabled
-    group: str | None = None
+    # auto = online when an API key is configured, else offline
+    mode: str = one_of("auto", "online", "offline", "disabled")
+    group: str | None = None  # default: the sweep's name, if any
     tags: tuple[str, ...] = ()
+
+
+# ALGORITHMS ----------------------------------------------------------------------------
+# Each algorithm's settings, with `code` (its prepare and train modules, which
+# rdx.pipeline.algos imports) and `ignores` (run settings it does not read: setting one
+# away from its default is an error, not silence).
+
+_UNUSED_BY_HARMLESS = (
+    "dropout.random_replacement",
+    "reward.output",
+    "trainer.is_clip",
+    "trainer.entropy",
+    "trainer.score_prefix",
+    "trainer.micro_batch",
+    "trainer.kernels",
+    "trainer.epoch_metrics",
+    *(f"sampling.{f.name}" for f in dataclasses.fields(SamplingConfig)),
+)
 
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    """How π is trained (conf/algo/): offpolicy is Eq. 7 on β's stored samples (DESIGN §2);
-    ppo and dpo are the harmlessness experiment's arms (DESIGN §10, paper §7.5)."""
+    """How π is trained (`algo=`): one subclass per algorithm."""
 
-    name: str = "offpolicy"  # offpolicy | ppo | dpo
-    score: str = "r_hat"  # ppo: dropout thresholds r_hat = R + ln π_ref, or reward (R alone)
-    new_tokens: int = 24  # ppo/dpo: response tokens per prompt (rollouts and evaluation)
-    temperature: float = 1.0  # ppo: rollout sampling temperature
-    ppo_epochs: int = 2  # optimisation passes over each rollout batch
-    minibatch: int = 16  # rows per PPO gradient step
-    clip: float = 0.2  # PPO ratio clip ε
-    vf_clip: float | None = 0.2  # value clip around the rollout's values; null = off
-    vf_coef: float = 0.1  # weight of the value loss
-    kl_coef: float = 0.05  # per-token KL penalty to π_ref in PPO's reward
-    discount: float = 1.0  # GAE γ (named apart from the dropout rate gamma)
-    gae_lambda: float = 0.95
-    beta: float = 0.1  # dpo: the KL strength β of −ln σ(β Δ)
-    eval_prompts: int = 64  # held-out prompts for eval/* every epoch
+    name: str = "offpolicy"
+    code: ClassVar[tuple[str, str]]
+    ignores: ClassVar[tuple[str, ...]] = ()
+    picks: ClassVar[dict[str, str]] = {}  # other groups' options this one selects
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig(AlgoConfig):
+    """The paper's Eq. 7 / Algorithm 1: π learns off-policy from β's stored samples."""
+
+    name: str = "offpolicy"
+    code: ClassVar = ("rdx.pipeline.offpolicy.artifacts", "rdx.pipeline.offpolicy.trainer")
+
+
+@dataclass(frozen=True)
+class PPOConfig(AlgoConfig):
+    """PPO with reward dropout (docs/harmless.md): π samples a response per prompt, the
+    frozen π_ref (the SFT policy) plays β's role, the `dropout` rule keeps d_i on each
+    rollout batch of trainer.batch_size prompts. Otherwise standard PPO (CleanRL style)."""
+
+    name: str = "ppo"
+    score: str = one_of(*PPO_SCORES)  # what dropout thresholds: R + ln π_ref, or R alone
+    new_tokens: int = 24  # response budget; the synthetic responses are 8-25 tokens
+    temperature: float = 1.0  # rollouts (and the evaluation) sample π itself
+    ppo_epochs: int = 2  # passes over each rollout batch (TRL's 4; 2 halves CPU time)
+    minibatch: int = 16  # rows per gradient step: 4 per pass of a 64-prompt rollout batch
+    clip: float = 0.2  # ratio clip ε (Schulman et al. 2017)
+    vf_clip: float | None = 0.2  # value clip around the rollout's values; None = off
+    vf_coef: float = 0.1  # value loss weight (TRL's); the value head shares π's trunk
+    # per-token KL penalty to π_ref in the reward; measured on experiment=harmless: TRL's
+    # 0.05 (at lr 1e-4) let KL reach 10-28 nats/response and R collapse by epoch 3
+    kl_coef: float = 0.2
+    discount: float = 1.0  # GAE γ (named apart from the dropout rate gamma): no discount
+    gae_lambda: float = 0.95  # GAE λ (TRL's lam)
+    eval_prompts: int = 64  # held-out prompts scored every epoch
+    code: ClassVar = ("rdx.pipeline.harmless.artifacts", "rdx.pipeline.harmless.ppo")
+    ignores: ClassVar = _UNUSED_BY_HARMLESS
+
+
+@dataclass(frozen=True)
+class DPOConfig(AlgoConfig):
+    """DPO (Rafailov et al. 2023) through TRL's DPOTrainer, the comparison arm of §7.5. It
+    has no per-sample reward, so reward dropout does not apply (paper footnote 11):
+    `algo=dpo` sets dropout=none, and another dropout is a config error."""
+
+    name: str = "dpo"
+    beta: float = 0.1  # β of −ln σ(β Δ): the paper's and TRL's default
+    new_tokens: int = 24  # evaluation response tokens
+    temperature: float = 1.0  # the evaluation's sampling temperature
+    eval_prompts: int = 64  # held-out prompts scored every epoch
+    code: ClassVar = ("rdx.pipeline.harmless.artifacts", "rdx.pipeline.harmless.dpo")
+    ignores: ClassVar = _UNUSED_BY_HARMLESS
+    picks: ClassVar = {"dropout": "none"}
+
+
+ALGOS: dict[str, type[AlgoConfig]] = {c.name: c for c in (OffPolicyConfig, PPOConfig, DPOConfig)}
 
 
 @dataclass(frozen=True)
 class Config:
+    # one of the dataset's attributes (synthetic: negative positive world sport business
+    # sci_tech)
     attribute: str = "positive"
-    gamma: float | None = 0.8  # None when the dropout mode ignores it
+    # dropout rate γ in [0, 1): quantile drops r̂ below the γ-quantile; None when the
+    # dropout mode ignores it (none, threshold)
+    gamma: float | None = 0.8
     seed: int = 0
-    stage: str = "train"
-    cache_dir: str = "~/.cache/rdx"
+    # prepare: build the cached corpus/models/trajectories/scores only; train: the whole run
+    stage: str = one_of("prepare", "train", default="train")
+    cache_dir: str = "~/.cache/rdx"  # conf/train.yaml reads RDX_CACHE first
     model: ModelConfig = field(default_factory=ModelConfig)
     behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -161,60 +251,117 @@ class Config:
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    sweep: str | None = None  # the sweep preset's name, for W&B groups and tables
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
-    resume: str = "auto"  # never | auto | force: what to do with a run dir holding a run
+    sweep: str | None = None  # set by sweeps/ presets: W&B group and the tables' sweep column
+    algo: AlgoConfig = field(default_factory=OffPolicyConfig)
+    # a run dir holding a run: auto = resume/answer only with equal settings; never; force
+    resume: str = one_of("never", "auto", "force", default="auto")
 
 
-def _convert(key: str, value: Any, annotation: Any) -> Any:
-    """Coerce one YAML value to the field's annotated type or raise ConfigError."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing) | globals())  # noqa: S307 - our own annotations
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(key, value, inner)
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, key + ".")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r}: expected a list")
-        return tuple(str(v) for v in value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}={value!r}: expected true or false")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}={value!r}: expected an integer")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):  # inf and nan pass every `> 0` check
-                raise ConfigError(f"{key}={value!r}: expected a finite number")
-            return float(value)
-        raise ConfigError(f"{key}={value!r}: expected a number")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}={value!r}: expected a string")
-    raise TypeError(f"unsupported annotation {annotation!r} for {key}")
+def defaults() -> dict[str, Any]:
+    """Every default as plain data: Hydra's `rdx_defaults` node."""
+    return OmegaConf.to_container(OmegaConf.structured(Config))
 
 
-def _build(cls: type, node: Any, prefix: str = "") -> Any:
+def register() -> None:
+    """Give Hydra the dataclasses' defaults (ConfigStore): `rdx_defaults`, composed first by
+    conf/train.yaml, and one `algo` option per algorithm. Stored untyped, so that a bad
+    value reaches validate() and its one-line error rather than a composition error."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="rdx_defaults", node=defaults())
+    for name, cls in ALGOS.items():
+        node = OmegaConf.to_container(OmegaConf.structured(cls))
+        # An option that picks another group's option must sit in the global package.
+        picks = [{f"override /{group}": option} for group, option in cls.picks.items()]
+        store.store(
+            group="algo",
+            name=name,
+            package="_global_",
+            node={"defaults": [*picks, "_self_"], "algo": node},
+        )
+
+
+# TYPING --------------------------------------------------------------------------------
+
+
+def _typed(cls: type, node: Any, prefix: str) -> Any:
+    """node (plain data) as an instance of dataclass cls, typed by OmegaConf's structured
+    config of cls; a wrong type, an unknown key, a non-finite number or a value outside a
+    `one_of` is a ConfigError naming it."""
     if not isinstance(node, dict):
         raise ConfigError(f"{prefix.rstrip('.')}={node!r}: expected a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(node) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key; allowed: {', '.join(sorted(fields))}"
-        )
-    kwargs = {k: _convert(prefix + k, v, fields[k].type) for k, v in node.items()}
-    return cls(**kwargs)
+    schema = _writable(OmegaConf.structured(cls))
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(schema, node))
+    except OmegaConfBaseException as err:
+        raise _error(cls, node, prefix, err) from None
+    return _checked(obj, prefix)
+
+
+def _writable(node: DictConfig) -> DictConfig:
+    """Frozen dataclasses give read-only schemas, node by node: merging needs them open."""
+    OmegaConf.set_readonly(node, False)
+    for value in node.values():
+        if isinstance(value, DictConfig):
+            _writable(value)
+    return node
+
+
+def _error(cls: type, node: dict, prefix: str, err: OmegaConfBaseException) -> ConfigError:
+    path = str(err.full_key or err.key or "").split(".")
+    owner, value = cls, node
+    for part in path[:-1]:  # the dataclass and the raw value the error is about
+        owner = typing.get_type_hints(owner)[part]
+        value = value.get(part, {}) if isinstance(value, dict) else {}
+    key = prefix + ".".join(path)
+    names = [f.name for f in dataclasses.fields(owner)]
+    if isinstance(err, ConfigKeyError) or path[-1] not in names:
+        return ConfigError(f"{key}: unknown key; allowed: {', '.join(sorted(names))}")
+    value = value.get(path[-1]) if isinstance(value, dict) else value
+    return ConfigError(f"{key}={value!r}: expected {_kind(typing.get_type_hints(owner)[path[-1]])}")
+
+
+def _kind(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    base = typing.get_origin(args[0]) or args[0]
+    if base is tuple:
+        return "a list"
+    if dataclasses.is_dataclass(base):
+        return "a mapping"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(base, str(base))
+
+
+def _checked(obj: Any, prefix: str) -> Any:
+    """obj with every nested setting checked: a finite number in every float (inf and nan
+    pass every `> 0` check), an allowed value in every `one_of`; tuples as tuples."""
+    hints = typing.get_type_hints(type(obj))
+    changes = {}
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = _checked(value, key + ".")
+            continue
+        if "allowed" in f.metadata:
+            _choice(key, value, f.metadata["allowed"])
+        floats = float in (hints[f.name], *typing.get_args(hints[f.name]))
+        if floats and value is not None and not math.isfinite(value):
+            raise ConfigError(f"{key}={value!r}: expected a finite number")
+        if isinstance(value, list):  # OmegaConf gives lists for tuple fields
+            changes[f.name] = tuple(value)
+    return dataclasses.replace(obj, **changes)
+
+
+def _build(raw: dict[str, Any]) -> Config:
+    """The typed Config of the composed plain data; `algo` by the class of algo.name."""
+    raw = dict(raw)
+    algo = raw.pop("algo", None) or {}
+    name = algo.get("name", AlgoConfig.name) if isinstance(algo, dict) else algo
+    if name not in ALGOS:
+        raise ConfigError(f"algo.name={name!r}: expected one of {', '.join(ALGOS)}")
+    cfg = _typed(Config, raw, "")
+    return dataclasses.replace(cfg, algo=_typed(ALGOS[name], algo, "algo."))
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -238,7 +385,7 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("dropout.mode", mode, DROPOUT_MODES)
     if mode in ("none", "threshold"):
         raw["gamma"] = None
-    cfg: Config = _build(Config, raw)
+    cfg = _build(raw)
 
     if mode in GAMMA_MODES:
         if cfg.gamma is None or not 0.0 <= cfg.gamma < 1.0:
@@ -253,18 +400,8 @@ def validate(raw: dict[str, Any]) -> Config:
     if mode == "threshold" and cfg.dropout.delta is None:
         raise ConfigError("dropout.delta=None: threshold dropout needs a number (keep r̂ > delta)")
 
-    _choice("stage", cfg.stage, ("prepare", "train"))
-    _choice("resume", cfg.resume, ("never", "auto", "force"))
     if not 0 <= cfg.seed < 2**32:  # seeds derived from it must fit torch's 64-bit seed
         raise ConfigError(f"seed={cfg.seed}: expected an integer in [0, 2**32)")
-    _choice("model.init", cfg.model.init, ("random", "behavior", "pretrained"))
-    _choice("model.trainable", cfg.model.trainable, ("all", "last_layer"))
-    _choice("reward.output", cfg.reward.output, ("logit", "prob"))
-    _choice("trainer.precision", cfg.trainer.precision, ("fp32", "bf16", "fp16"))
-    _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
-    _choice("trainer.epoch_metrics", cfg.trainer.epoch_metrics, ("last", "every"))
-    _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
-    _choice("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):
         raise ConfigError(
             f"trainer.device={cfg.trainer.device!r}: expected auto, cpu, cuda[:N] or mps"
@@ -294,7 +431,6 @@ def validate(raw: dict[str, Any]) -> Config:
     _positive("sampling.top_k", s.top_k, allow_none=True)
     _positive("sampling.repetition_penalty", s.repetition_penalty)
     _positive("sampling.fresh_per_epoch", s.fresh_per_epoch)
-    _choice("sampling.prefix_pool", s.prefix_pool, ("attribute", "task"))
     if mode in ("prompt_quantile",) and s.samples_per_prefix < 2:
         raise ConfigError(
             f"sampling.samples_per_prefix={s.samples_per_prefix}: prompt_quantile dropout "
@@ -348,10 +484,11 @@ def validate(raw: dict[str, Any]) -> Config:
         if problem is not None:
             raise ConfigError(problem)
 
+    _check_ignored(cfg)
     if cfg.algo.name == "offpolicy":
         _check_data(cfg)
     else:
-        _check_algo(cfg)
+        _check_harmless(cfg)
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
 
 
@@ -383,36 +520,52 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError(str(err)) from None
 
 
-def _check_algo(cfg: Config) -> None:
+def _check_ignored(cfg: Config) -> None:
+    """A run setting the algorithm does not read must stay at its default: a value set
+    there would be recorded in config.yaml and change nothing."""
+    plain, default = to_dict(cfg), dataclasses.asdict(Config())
+    for key in cfg.algo.ignores:
+        section, name = key.split(".")
+        value = plain[section][name]
+        if value != default[section][name]:
+            raise ConfigError(
+                f"{key}={value!r}: algo={cfg.algo.name} does not use it; "
+                f"leave it at {default[section][name]!r}"
+            )
+
+
+def _check_harmless(cfg: Config) -> None:
     """PPO and DPO (the harmlessness experiment): preference data, dropout that applies."""
     from rdx.data.corpus import DataError
     from rdx.data.hh import check_source
 
     a = cfg.algo
-    _choice("algo.name", a.name, ("offpolicy", "ppo", "dpo"))
     mode = cfg.dropout.mode
-    if a.name == "dpo" and mode != "none":
+    if isinstance(a, DPOConfig) and mode != "none":
         raise ConfigError(
             f"dropout={mode} with algo=dpo: reward dropout does not apply to DPO, which "
             "trains on preference pairs without explicit rewards (paper footnote 11); "
             "use dropout=none"
         )
-    if mode not in ("none", "quantile", "random", "threshold"):
+    if mode not in BATCH_MODES:
         raise ConfigError(
             f"dropout={mode} with algo={a.name}: PPO drops per rollout batch; expected one "
-            "of none, quantile, random, threshold"
+            f"of {', '.join(BATCH_MODES)}"
         )
-    _choice("algo.score", a.score, ("r_hat", "reward"))
-    for key in ("new_tokens", "temperature", "ppo_epochs", "minibatch", "clip", "beta"):
+    positive = ("new_tokens", "temperature", "eval_prompts")
+    if isinstance(a, PPOConfig):
+        positive += ("ppo_epochs", "minibatch", "clip")
+        _positive("algo.vf_clip", a.vf_clip, allow_none=True)
+        for key in ("vf_coef", "kl_coef"):
+            if getattr(a, key) < 0:
+                raise ConfigError(f"algo.{key}={getattr(a, key)!r}: expected a number >= 0")
+        for key in ("discount", "gae_lambda"):
+            if not 0.0 <= getattr(a, key) <= 1.0:
+                raise ConfigError(f"algo.{key}={getattr(a, key)!r}: expected a number in [0, 1]")
+    else:
+        positive += ("beta",)
+    for key in positive:
         _positive(f"algo.{key}", getattr(a, key))
-    _positive("algo.eval_prompts", a.eval_prompts)
-    _positive("algo.vf_clip", a.vf_clip, allow_none=True)
-    for key in ("vf_coef", "kl_coef"):
-        if getattr(a, key) < 0:
-            raise ConfigError(f"algo.{key}={getattr(a, key)!r}: expected a number >= 0")
-    for key in ("discount", "gae_lambda"):
-        if not 0.0 <= getattr(a, key) <= 1.0:
-            raise ConfigError(f"algo.{key}={getattr(a, key)!r}: expected a number in [0, 1]")
     try:
         check_source(cfg.dataset.name, cfg.dataset.path, cfg.dataset.hub)
     except DataError as err:
@@ -422,3 +575,6 @@ def _check_algo(cfg: Config) -> None:
 def to_dict(cfg: Config) -> dict[str, Any]:
     """The validated config as plain data (for config.yaml, W&B and cache keys)."""
     return dataclasses.asdict(cfg)
+
+
+register()  # at import: every compose of conf/ (rdx.train, tests, analysis) imports rdx.config

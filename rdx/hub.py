@@ -1,4 +1,4 @@
-"""The Hugging Face hub policy, in one place (DESIGN §4): opt-in and fast-failing.
+"""The Hugging Face hub policy, in one place (docs/design.md §4): opt-in and fast-failing.
 
 Downloads happen only with RDX_HUB=1. Without it, a model name must be a local directory
 (what save_pretrained or `huggingface-cli download --local-dir` wrote) or already be in the

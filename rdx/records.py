@@ -1,4 +1,4 @@
-"""A run's directory: the files that say what it did (DESIGN §6, docs/reliability.md).
+"""A run's directory: the files that say what it did (docs/design.md §6, docs/reliability.md).
 
 config.yaml status.json metrics.jsonl summary.json samples.jsonl trace.jsonl checkpoint.pt
 Every whole-file write goes through a temp file and a rename, so an interrupted job never

@@ -1,4 +1,4 @@
-"""One run, from a validated Config to its records: the plumbing around trainer.train."""
+"""One run, from a validated Config to its records: the plumbing around an algorithm's train."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ log = logging.getLogger("rdx")
 
 
 def default_threads(requested: int | None) -> int:
-    """Cores ÷ parallel jobs: two 2-thread jobs on 2 cores decode ~10× slower (DESIGN §7).
+    """Cores ÷ parallel jobs: two 2-thread jobs on 2 cores decode ~10× slower (docs/design.md §7).
 
     In order: trainer.threads, SLURM's CPUs per task, OMP_NUM_THREADS (what the joblib
     launcher's loky workers get: cores ÷ n_jobs), else cores ÷ RDX_PARALLEL_JOBS (rdx's
@@ -188,13 +188,9 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
                 group=cfg.sweep,
                 tags=[sha] if sha else [],
             )
-            if cfg.algo.name == "offpolicy":
-                from rdx.pipeline.artifacts import prepare
-                from rdx.pipeline.trainer import train
-            else:  # ppo, dpo (harmlessness): the same prepare/train pair (rdx.pipeline.algos)
-                from rdx.pipeline.algos import algo_for
+            from rdx.pipeline.algos import algo_for
 
-                prepare, train = algo_for(cfg.algo.name)
+            prepare, train = algo_for(cfg.algo.name)
             prep = prepare(cfg)
             if cfg.stage == "prepare":
                 log.info("artifacts ready: %s", prep.paths)

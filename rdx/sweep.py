@@ -1,4 +1,4 @@
-"""After a sweep (-m): every job's status.json into <sweep dir>/sweep.json (DESIGN §6).
+"""After a sweep (-m): every job's status.json into <sweep dir>/sweep.json (docs/design.md §6).
 
 Hydra and submitit report failed jobs as completed, so the launching process reads each
 job's own status.json, writes one sweep.json, names the runs that did not complete, and

@@ -13,7 +13,7 @@
 Hydra composes conf/; the config is validated here, at the edge, before torch is imported,
 so a bad value fails in about a second with one line and exit status 2. After a sweep (-m),
 every job's status.json is read into <sweep dir>/sweep.json, and the exit status is 1 if
-any run did not complete: Hydra and submitit report failed jobs as completed (DESIGN §6).
+any run did not complete: Hydra and submitit report failed jobs as completed (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def check_group_choices(argv: list[str]) -> None:
         if not sep or key.startswith(("-", "+", "~", "hydra")) or "." in key:
             continue
         dirs = [root / key for root in SEARCH if (root / key).is_dir()]
-        if not dirs:
+        options = sorted({p.stem for d in dirs for p in d.glob("*.yaml")} | stored_options(key))
+        if not options:
             continue
-        options = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
         for choice in value.split(","):
             if choice not in options and choice != "null":
                 print(
@@ -61,6 +61,13 @@ def check_group_choices(argv: list[str]) -> None:
                     file=sys.stderr,
                 )
                 sys.exit(2)
+
+
+def stored_options(group: str) -> set[str]:
+    """A group's options registered in Hydra's ConfigStore (rdx.config.register: algo)."""
+    from hydra.core.config_store import ConfigStore
+
+    return {k.removesuffix(".yaml") for k in ConfigStore.instance().repo.get(group, {})}
 
 
 def _parse(overrides: list[str]) -> list[Any]:

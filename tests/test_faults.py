@@ -443,10 +443,10 @@ def fake_pipeline(monkeypatch, hooks: dict[int, object] | None = None) -> list[i
             )
         return {"acc": 0.5, "reward": 0.25, "acc_plus_reward": history[-1]["value"]}
 
-    monkeypatch.setitem(
-        sys.modules, "rdx.pipeline.artifacts", types.SimpleNamespace(prepare=lambda cfg: None)
-    )
-    monkeypatch.setitem(sys.modules, "rdx.pipeline.trainer", types.SimpleNamespace(train=train))
+    artifacts = types.SimpleNamespace(prepare=lambda cfg: None)
+    monkeypatch.setitem(sys.modules, "rdx.pipeline.offpolicy.artifacts", artifacts)
+    trainer = types.SimpleNamespace(train=train)
+    monkeypatch.setitem(sys.modules, "rdx.pipeline.offpolicy.trainer", trainer)
     return trained
 
 

@@ -77,7 +77,7 @@ def test_a_capped_prefix_count_is_warned(caplog):
     import logging
 
     from rdx.config import SamplingConfig
-    from rdx.pipeline.artifacts import warn_caps
+    from rdx.pipeline.offpolicy.artifacts import warn_caps
 
     with caplog.at_level(logging.WARNING, logger="rdx"):
         warn_caps(SamplingConfig(num_prefixes=64, eval_prefixes=100000), n_prefixes=64, n_eval=91)

@@ -67,8 +67,7 @@ def test_a_summary_that_would_hold_nan_fails_the_run(tmp_path, monkeypatch):
     from rdx.finite import NonFinite
 
     fake_pipeline(monkeypatch)
-    import rdx.pipeline.trainer as trainer
-
+    trainer = sys.modules["rdx.pipeline.offpolicy.trainer"]  # fake_pipeline's stand-in
     monkeypatch.setattr(trainer, "train", lambda *a: {"acc": float("nan"), "reward": 0.1})
     with pytest.raises(NonFinite, match="acc=nan"):
         execute(cfg(), tmp_path)

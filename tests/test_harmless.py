@@ -197,7 +197,8 @@ def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared
     import torch
     import yaml
 
-    from rdx.pipeline import harmless, ppo
+    from rdx.pipeline.harmless import artifacts as harmless
+    from rdx.pipeline.harmless import evaluate, ppo
     from tests.harmless_hub import build
 
     hub_name = yaml.safe_load((ROOT / "conf" / "model" / f"{preset}.yaml").read_text())["hub"]
@@ -214,7 +215,7 @@ def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared
     rec = ppo.ppo_step(cfg, prep, policy, head, opt, prompts, gens)
     assert rec["train/kl"] == pytest.approx(0.0, abs=1e-4)  # the rollout was π_ref's own
     assert rec["train/keep_frac"] == pytest.approx(4 / 16)  # quantile 0.8 of 16 distinct r̂
-    metrics, samples = harmless.evaluate_at(policy, prep, cfg, epoch=0)
+    metrics, samples = evaluate.evaluate_at(policy, prep, cfg, epoch=0)
     assert len(samples) == 8 and -1e9 < metrics["eval/reward"] < 1e9
 
 
@@ -264,8 +265,8 @@ def test_dpo_run_and_trl_loss_matches_the_closed_form(shared_cache, tmp_path):
 
     from rdx.method.dpo import dpo_loss
     from rdx.method.objective import token_logprobs
-    from rdx.pipeline import harmless
-    from rdx.pipeline.dpo import dpo_trainer
+    from rdx.pipeline.harmless import artifacts as harmless
+    from rdx.pipeline.harmless.dpo import dpo_trainer
     from rdx.run import execute
 
     cfg = tiny_harmless(shared_cache, "algo=dpo", "trainer.batch_size=64")

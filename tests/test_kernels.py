@@ -13,7 +13,7 @@ from rdx.lm.kernels import effective, linear, use_kernels
 from rdx.lm.models import tiny_bert, tiny_gpt2
 from rdx.lm.sampling import sample, sequence_prob
 from rdx.lm.sequences import Sequences
-from rdx.pipeline.trainer import compute_gradient
+from rdx.pipeline.offpolicy.trainer import compute_gradient
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="torch built without oneDNN")
 

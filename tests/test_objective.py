@@ -15,7 +15,7 @@ EPS = 1e-5
 
 
 def reference_loss(logits, targets, mask, reward, beta, keep, is_clip, entropy):
-    """An independent float64 transcription of DESIGN §2, loop by loop."""
+    """An independent float64 transcription of docs/design.md §2, loop by loop."""
     logits, reward, beta = logits.double(), reward.double(), beta.double()
     B, L, _ = logits.shape
     coefs, ces, pis, r_hats = [], [], [], []

@@ -227,7 +227,7 @@ def test_fixed_length_sets_train_epoch_e_on_set_e_mod_k(cache, tmp_path):
     e mod 2's rows (the mean of its steps' r̂ is that set's mean r̂: the 4 batches of 32
     cover its 128 rows); prompt_quantile at γ=0.5 over 2 samples per prefix keeps one."""
     from rdx.method.objective import bi_objective_reward
-    from rdx.pipeline.artifacts import prepare
+    from rdx.pipeline.offpolicy.artifacts import prepare
 
     cfg = smoke(
         cache,

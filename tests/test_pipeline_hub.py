@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rdx.lm.sampling import Sequences, sequence_prob
-from rdx.pipeline.artifacts import prepare
+from rdx.pipeline.offpolicy.artifacts import prepare
 from rdx.run import execute
 from tests.test_config import compose_cfg
 

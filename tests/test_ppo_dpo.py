@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from rdx.method.bradley_terry import bradley_terry_loss
 from rdx.method.dpo import dpo_loss
 from rdx.method.objective import token_logprobs
 from rdx.method.ppo import (
@@ -136,3 +137,16 @@ def test_dpo_loss_against_the_closed_form():
     assert out.chosen_reward.tolist() == pytest.approx([0.05, -0.1])
     assert out.rejected_reward.tolist() == pytest.approx([-0.05, 0.05])
     assert out.accuracy.item() == 0.5
+
+
+def test_bradley_terry_loss_by_hand():
+    # −ln σ(2) = ln(1 + e^−2) = 0.126928, −ln σ(0) = ln 2 = 0.693147; mean 0.410038
+    chosen = torch.tensor([2.0, 0.0], requires_grad=True)
+    rejected = torch.tensor([0.0, 0.0])
+    loss = bradley_terry_loss(chosen, rejected)
+    assert loss.item() == pytest.approx(0.410038, abs=1e-6)
+    loss.backward()
+    # ∂/∂R_w of the mean: −(1 − σ(Δ)) / B = −0.119203 / 2 and −0.5 / 2
+    assert chosen.grad.tolist() == pytest.approx([-0.0596015, -0.25], abs=1e-6)
+    swapped = bradley_terry_loss(torch.tensor([0.0]), torch.tensor([2.0]))
+    assert swapped.item() == pytest.approx(2.126928, abs=1e-6)  # ln(1 + e^2)

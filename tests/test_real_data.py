@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rdx.pipeline.artifacts import prepare
+from rdx.pipeline.offpolicy.artifacts import prepare
 from rdx.run import execute
 from tests.test_config import compose_cfg
 

@@ -1,4 +1,4 @@
-"""π's training step (rdx.pipeline.trainer.compute_gradient): micro-batches, precision,
+"""π's training step (rdx.pipeline.offpolicy.trainer.compute_gradient): micro-batches, precision,
 CUDA OOM retry."""
 
 import functools
@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from rdx.lm.sampling import Sequences
-from rdx.pipeline.trainer import compute_gradient
+from rdx.pipeline.offpolicy.trainer import compute_gradient
 from rdx.records import RunRecords
 from rdx.run import execute
 from tests.test_config import compose_cfg

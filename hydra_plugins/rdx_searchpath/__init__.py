@@ -1,4 +1,4 @@
-"""Hydra search path: rdx's repo root, so `sweeps=table1` finds `sweeps/table1.yaml` (DESIGN §5).
+"""Hydra search path: rdx's repo root, where `sweeps=table1` finds sweeps/ (docs/design.md §5).
 
 A plugin rather than `hydra.searchpath` in conf/train.yaml: a relative entry there would
 depend on the cwd, and this works the same for `python -m rdx.train` from any directory and

@@ -1,4 +1,4 @@
-"""One model's view of trajectories: text ⇄ its tokens (DESIGN §4, different tokenizers).
+"""One model's view of trajectories: text ⇄ its tokens (docs/design.md §4, different tokenizers).
 
 β samples in its own tokens; each trajectory is also kept as (prefix text, continuation
 text, ended). Another model (π, or β scoring π's samples) gets them re-tokenised: prefix

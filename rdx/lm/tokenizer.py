@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "eos_token": "[EOS]"}
 
@@ -36,3 +36,18 @@ def train_tokenizer(
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+def build_tokenizer(out: Path, *, texts: list[str], vocab_size: int) -> None:
+    """The cache builder of a corpus tokenizer (rdx.pipeline.cache.cached calls it)."""
+    train_tokenizer(texts, vocab_size, out)
+
+
+def add_cls(tokenizer: PreTrainedTokenizerBase) -> None:
+    """BERT pools the first position: make the tiny tokenizer start every text with [CLS]."""
+    from tokenizers.processors import TemplateProcessing
+
+    cls = tokenizer.cls_token
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
+    )

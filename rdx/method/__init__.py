@@ -10,3 +10,4 @@ BATCH_MODES = ("none", "quantile", "random", "threshold")
 SET_MODES = ("prompt_quantile", "global_top")
 DROPOUT_MODES = BATCH_MODES + SET_MODES
 GAMMA_MODES = ("quantile", "random", "prompt_quantile", "global_top")  # γ means something
+PPO_SCORES = ("r_hat", "reward")  # what PPO's dropout thresholds: R + ln π_ref, or R alone

@@ -1,4 +1,4 @@
-"""Reward dropout: which samples of a batch keep their bi-objective reward (DESIGN §2).
+"""Reward dropout: which samples of a batch keep their bi-objective reward (docs/design.md §2).
 
 Each function maps bi-objective rewards r̂ (B,) to a boolean keep mask (B,). The paper's
 rules (none, quantile, random, threshold) see one training batch; the set rules

@@ -1,4 +1,4 @@
-"""The off-policy reward-dropout objective, exactly as DESIGN §2 defines it (paper Eq. 7).
+"""The off-policy reward-dropout objective, exactly as docs/design.md §2 defines it (paper Eq. 7).
 
 Everything here is a pure function on tensors: no config, no model. The coefficient of each
 sample is computed in float32 under no_grad, so the gradient flows only through CE_i.

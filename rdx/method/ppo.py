@@ -1,4 +1,4 @@
-"""PPO with reward dropout, as pure tensor functions (DESIGN §10, paper §7.5).
+"""PPO with reward dropout, as pure tensor functions (docs/design.md §10, paper §7.5).
 
 On-policy: π samples a response to each prompt of a rollout batch; a frozen reference
 π_ref (the SFT policy) plays β's role. Per response i (tokens t = 1..n_i, `mask` (B, T)
@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rdx.method import PPO_SCORES
 from rdx.method.dropout import keep_mask
 from rdx.method.objective import EPS, bi_objective_reward, masked_mean
-
-SCORES = ("r_hat", "reward")  # what reward dropout thresholds: R + ln π_ref, or R alone
 
 
 def dropout_score(
@@ -38,7 +37,7 @@ def dropout_score(
         return bi_objective_reward(reward, ref_prob, eps)
     if score == "reward":
         return reward.float()
-    raise ValueError(f"algo.score={score!r}: expected one of {', '.join(SCORES)}")
+    raise ValueError(f"algo.score={score!r}: expected one of {', '.join(PPO_SCORES)}")
 
 
 def rollout_keep(
@@ -165,5 +164,5 @@ def ppo_loss(
 
 
 def sequence_prob(logp: Tensor, mask: Tensor) -> Tensor:
-    """Mean per-token probability of each response (B,), as β_i in DESIGN §2."""
+    """Mean per-token probability of each response (B,), as β_i in docs/design.md §2."""
     return masked_mean(logp.exp(), mask)

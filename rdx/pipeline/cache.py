@@ -1,4 +1,4 @@
-"""Content-addressed artifact cache shared by every run and sweep job (DESIGN §1).
+"""Content-addressed artifact cache shared by every run and sweep job (docs/design.md §1).
 
 An artifact is a directory keyed by a hash of exactly the settings it depends on. Builders
 write into a private temp dir that is renamed into place, so a reader never sees half an

@@ -1,4 +1,4 @@
-"""Held-out evaluation of π (DESIGN §3): after the last epoch, or after every epoch with
+"""Held-out evaluation of π (docs/design.md §3): after the last epoch, or after every epoch with
 trainer.epoch_metrics=every.
 
 π continues held-out prefixes it never trained on; β scores the likelihood and R the reward
@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from rdx.lm.sampling import Sequences, classifier_logits, sample_sequences, sequence_prob
 from rdx.method.objective import masked_accuracy
-from rdx.pipeline.artifacts import Prepared
+from rdx.pipeline.offpolicy.artifacts import Prepared
 
 
 @torch.no_grad()

@@ -1,13 +1,13 @@
-"""The harmlessness experiment's fixed parts (paper §7.5, DESIGN §10): data, π_ref, R, eval.
+"""The harmlessness experiment's fixed parts (paper §7.5, docs/design.md §10): data, π_ref, R, eval.
 
 preference pairs ─┬─ tokenizer ─ SFT policy π_ref (tiny: GPT-2 fine-tuned on the dialogues)
                   └─ reward R (tiny_rm: Bradley-Terry on the pairs; or a hub reward model)
 
 Each is cached with rdx.pipeline.cache.cached by exactly its settings, like the off-policy
-artifacts (rdx.pipeline.artifacts), so every arm and seed of a sweep shares them. π starts
+artifacts (rdx.pipeline.offpolicy.artifacts), so every arm and seed of a sweep shares them. π starts
 as a copy of π_ref whatever the algo (PPO and DPO both fine-tune the reference policy); with
 a hub `model`, π_ref is that hub model as it is and the `behavior` group is not used.
-`evaluate` is the per-epoch evaluation shared by the PPO and DPO trainers.
+The per-epoch evaluation shared by PPO and DPO is rdx.pipeline.harmless.evaluate.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import (
     AutoModelForSequenceClassification,
     GPT2LMHeadModel,
@@ -45,10 +43,10 @@ from rdx.lm.models import (
     tiny_gpt2,
 )
 from rdx.lm.pretrain import pack, pretrain_lm
-from rdx.lm.sampling import classifier_logits, sample_sequences
+from rdx.lm.sampling import classifier_logits
 from rdx.lm.sequences import Sequences
-from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
-from rdx.method.objective import masked_accuracy, masked_mean, token_logprobs
+from rdx.lm.tokenizer import add_cls, build_tokenizer, load_tokenizer
+from rdx.method.bradley_terry import bradley_terry_loss
 from rdx.pipeline.cache import cached
 
 log = logging.getLogger("rdx")
@@ -56,11 +54,6 @@ log = logging.getLogger("rdx")
 BUILD_SEED = 0  # fixed: π_ref and R are shared by every seed and arm of a sweep
 SFT_BLOCK = 48  # tokens per SFT window: one synthetic dialogue is 20-45 tokens
 HUB_RM_MAX_TOKENS = 1024  # a hub reward model reads at most this much of a dialogue
-
-
-def stream(seed: int, epoch: int, kind: int) -> torch.Generator:
-    """A random stream per (run seed, epoch, kind): a run resumed at an epoch replays it."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + kind)
 
 
 @dataclass
@@ -146,7 +139,7 @@ def prepare(cfg: Config) -> HarmlessPrepared:
     tok_dir = tokenizer = None
     tok_key = {"data": source, "vocab_size": cfg.behavior.vocab_size}
     if cfg.model.hub is None or cfg.reward.hub is None:
-        build = partial(_build_tokenizer, texts=dialogues, vocab_size=cfg.behavior.vocab_size)
+        build = partial(build_tokenizer, texts=dialogues, vocab_size=cfg.behavior.vocab_size)
         tok_dir = cached(root, "hh_tokenizer", tok_key, build, version=1)
         tokenizer = load_tokenizer(tok_dir)
 
@@ -174,7 +167,7 @@ def prepare(cfg: Config) -> HarmlessPrepared:
     reward_model = AutoModelForSequenceClassification.from_pretrained(rm_dir).to(device, dtype)
     reward_tokenizer = load_tokenizer(rm_dir) if r.hub is None else load_hub("tokenizer", rm_dir)
     if r.hub is None:
-        _add_cls(reward_tokenizer)
+        add_cls(reward_tokenizer)
     elif reward_tokenizer.pad_token is None:
         reward_tokenizer.pad_token = reward_tokenizer.eos_token
     reward_tokenizer.truncation_side = "left"  # a long dialogue keeps its end: the response
@@ -206,10 +199,6 @@ def prepare(cfg: Config) -> HarmlessPrepared:
 # BUILDERS ------------------------------------------------------------------------------
 
 
-def _build_tokenizer(out: Path, *, texts: list[str], vocab_size: int) -> None:
-    train_tokenizer(texts, vocab_size, out)
-
-
 def _build_sft(out: Path, *, tokenizer, texts: list[str], cfg: Config) -> None:
     """π_ref: a tiny GPT-2 fine-tuned on the dialogues, chosen and rejected responses alike,
     so it answers a harmful request sometimes with a refusal and sometimes without one."""
@@ -236,11 +225,6 @@ def _build_sft(out: Path, *, tokenizer, texts: list[str], cfg: Config) -> None:
     (out / "metrics.json").write_text(json.dumps({"final_loss": loss}))
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """−ln σ(R(chosen) − R(rejected)), mean over pairs."""
-    return -F.logsigmoid(chosen - rejected).mean()
-
-
 def _build_reward(
     out: Path, *, cfg: Config, data: Preferences, tokenizer_dir: Path | None, device
 ) -> None:
@@ -251,7 +235,7 @@ def _build_reward(
     torch.manual_seed(BUILD_SEED)
     if r.hub is None:
         rtok = load_tokenizer(tokenizer_dir)
-        _add_cls(rtok)
+        add_cls(rtok)
         model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, num_labels=1, seed=BUILD_SEED)
         max_tokens = TINY_POSITIONS
     else:
@@ -304,146 +288,3 @@ def pairwise_accuracy(model, tokenizer, pairs: list[Pair], max_tokens: int) -> f
         model, tokenizer, [p.prompt + p.rejected for p in pairs], max_length=max_tokens
     )
     return (c[:, 0] > r[:, 0]).float().mean().item()
-
-
-def _add_cls(tokenizer) -> None:
-    """BERT pools the first position: make the tiny tokenizer start every text with [CLS]."""
-    from tokenizers.processors import TemplateProcessing
-
-    cls = tokenizer.cls_token
-    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
-    )
-
-
-# EVALUATION ----------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(
-    policy: PreTrainedModel,
-    prep: HarmlessPrepared,
-    n_prompts: int,
-    *,
-    temperature: float,
-    generator: torch.Generator | None,
-) -> tuple[dict, list]:
-    """π's responses to the first n held-out prompts: R's score, π_ref's likelihood,
-    BLEU/ROUGE/METEOR against the chosen response, length, diversity; and π's teacher-forced
-    accuracy on the held-out chosen responses.
-
-    Sampled at the rollout temperature from a seeded stream, not greedy: a greedy tiny
-    policy answers every harmful prompt the same way, so R's mean would only be a 0/1
-    switch, while samples measure how often and how well π refuses."""
-    from rdx.pipeline.textmetrics import distinct_n, text_metrics
-
-    device = next(policy.parameters()).device
-    pairs = prep.data.test[:n_prompts]
-    prompts = [p.prompt for p in pairs]
-    out = sample_sequences(
-        policy,
-        prep.prompt_rows(prompts),
-        prep.new_tokens,
-        temperature=temperature,
-        generator=generator,
-        eos_id=prep.eos_id,
-    )
-    _, responses, _ = prep.codec.decode(out)
-    reward = prep.score(prompts, responses)
-    mask = out.mask().to(device)
-    x = out.tokens.to(device)
-    ref_logp = token_logprobs(prep.reference(input_ids=x[:, :-1]).logits, x[:, 1:])
-    likelihood = masked_mean(ref_logp.exp(), mask)
-    chosen = prep.pair_rows(prompts, [p.chosen for p in pairs])
-    cx = chosen.tokens.to(device)
-    acc = masked_accuracy(policy(input_ids=cx[:, :-1]).logits, cx[:, 1:], chosen.mask().to(device))
-    refs = [[p.chosen.strip() or "."] for p in pairs]
-    metrics = {
-        "eval/reward": reward.mean().item(),
-        "eval/likelihood": likelihood.mean().item(),
-        "eval/acc": acc.mean().item(),
-        **{f"eval/{k}": v for k, v in text_metrics(responses, refs).items()},
-        "eval/length": (out.lengths - out.prefix_lens).float().mean().item(),
-        "eval/distinct2": distinct_n(responses, 2),
-    }
-    samples = [
-        {"prompt": p.prompt, "response": resp, "reward": rew, "chosen": p.chosen}
-        for p, resp, rew in zip(pairs, responses, reward.tolist(), strict=True)
-    ]
-    return metrics, samples
-
-
-EVAL_STREAM = 9  # the evaluation's random stream (trainers use 1-4)
-
-
-def evaluate_at(policy, prep: HarmlessPrepared, cfg: Config, epoch: int) -> tuple[dict, list]:
-    """The evaluation after `epoch` (−1: before training), on a stream fixed by (seed,
-    epoch), so that the arms of a seed see the same draws and a resumed run replays them."""
-    return evaluate(
-        policy,
-        prep,
-        cfg.algo.eval_prompts,
-        temperature=cfg.algo.temperature,
-        generator=stream(cfg.seed, epoch, EVAL_STREAM),
-    )
-
-
-def record_baseline(policy, prep: HarmlessPrepared, cfg: Config, records, logger) -> None:
-    """π_ref's own figures before any training (kind "init"), the baseline of every arm."""
-    metrics, _ = evaluate_at(policy, prep, cfg, epoch=-1)
-    records.append_metrics({"kind": "init", "epoch": 0, "step": 0, **metrics})
-    logger.log({"epoch": 0, **metrics}, step=0)
-
-
-def record_epoch(
-    policy, prep: HarmlessPrepared, cfg: Config, epoch: int, step: int, records, logger
-) -> dict[str, Any]:
-    """Evaluate after `epoch` and write it where every algo writes it: metrics.jsonl, W&B,
-    samples.jsonl and the log line; returns the epoch's metrics (the run's history entry)."""
-    metrics, samples = evaluate_at(policy, prep, cfg, epoch)
-    records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **metrics})
-    logger.log({"epoch": epoch + 1, **metrics}, step=step)
-    records.write_jsonl("samples.jsonl", samples)
-    log.info(
-        "epoch %d/%d  eval/reward %.3f  eval/likelihood %.3f  eval/meteor %.3f",
-        epoch + 1,
-        cfg.trainer.epochs,
-        metrics["eval/reward"],
-        metrics["eval/likelihood"],
-        metrics["eval/meteor"],
-    )
-    return metrics
-
-
-def summary(cfg: Config, prep: HarmlessPrepared, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """summary.json of a PPO or DPO run: the last epoch's eval/* and the run's axes.
-
-    `reward` is R's mean score of π's held-out responses (Fig. 4's reward), `acc` π's
-    held-out teacher-forced accuracy on the chosen responses; `acc_plus_reward` keeps the
-    off-policy runs' key so that every run's summary has it (a sum of unlike scales here)."""
-    last = history[-1]
-    return {
-        "acc": last["eval/acc"],
-        "reward": last["eval/reward"],
-        "acc_plus_reward": last["eval/acc"] + last["eval/reward"],
-        **{k: v for k, v in last.items() if k.startswith("eval/")},
-        "reward_model_accuracy": prep.reward_accuracy,
-        "algo": cfg.algo.name,
-        "score": cfg.algo.score if cfg.algo.name == "ppo" else None,
-        "dataset": cfg.dataset.name,
-        "attribute": cfg.attribute,
-        "model": cfg.model.name,
-        "model_hub": cfg.model.hub,
-        "trainable": cfg.model.trainable,
-        "behavior": cfg.behavior.name,
-        "reward_model": cfg.reward.name,
-        "init": "reference",
-        "dropout": cfg.dropout.mode,
-        "gamma": cfg.gamma,
-        "delta": cfg.dropout.delta,
-        "seed": cfg.seed,
-        "epochs": cfg.trainer.epochs,
-        "lr": cfg.trainer.lr,
-        "sweep": cfg.sweep,
-        "n_pairs": len(prep.data.train),
-    }

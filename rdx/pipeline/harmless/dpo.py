@@ -15,9 +15,9 @@ rdx.method.dpo.dpo_loss's (tests/test_harmless.py checks one step against it).
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,15 +26,10 @@ from rdx.config import Config
 from rdx.finite import check_step
 from rdx.lm.models import freeze_all_but_last_layer
 from rdx.logger import WandbLogger
-from rdx.pipeline.harmless import (
-    HarmlessPrepared,
-    record_baseline,
-    record_epoch,
-    summary,
-)
+from rdx.pipeline import loop
+from rdx.pipeline.harmless.artifacts import HarmlessPrepared
+from rdx.pipeline.harmless.evaluate import HarmlessArm
 from rdx.records import RunRecords
-
-log = logging.getLogger("rdx")
 
 # TRL's per-step log keys -> rdx's flat metric names
 _KEYS = {
@@ -63,7 +58,7 @@ def dpo_trainer(cfg: Config, prep: HarmlessPrepared, policy, optimizer, run_dir,
             "rejected": [p.rejected for p in pairs],
         }
     )
-    seed = cfg.seed * 1_000_003 + epoch * 101  # the epoch's data order (rdx.pipeline.harmless)
+    seed = loop.stream_seed(cfg.seed, epoch)  # the epoch's data order
     with warnings.catch_warnings():  # transformers 5's deprecation notices about TRL's defaults
         warnings.simplefilter("ignore")
         args = _config(DPOConfig, cfg, prep, policy, run_dir, seed)
@@ -115,49 +110,32 @@ def train(
     import datasets
 
     datasets.disable_progress_bars()
-    t = cfg.trainer
-    policy = copy.deepcopy(prep.reference).float().requires_grad_(True)
-    if cfg.model.trainable == "last_layer":
-        freeze_all_but_last_layer(policy)
-    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=t.lr)
-    start_epoch, step, history = 0, 0, []
-    checkpoint = records.load_checkpoint(policy.state_dict())
-    if checkpoint is not None:
-        policy.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
-    records.trim_metrics(start_epoch)
-    if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
-        record_baseline(policy, prep, cfg, records, logger)
+    return loop.run(cfg, DPO(cfg, prep, records.dir), records, logger)
 
-    for epoch in range(start_epoch, t.epochs):
-        trainer = dpo_trainer(cfg, prep, policy, optimizer, records.dir, epoch)
+
+class DPO(HarmlessArm):
+    """π (a copy of π_ref) and rdx's Adam; each epoch is one fresh TRL DPOTrainer epoch."""
+
+    def __init__(self, cfg: Config, prep: HarmlessPrepared, run_dir: Path):
+        policy = copy.deepcopy(prep.reference).float().requires_grad_(True)
+        if cfg.model.trainable == "last_layer":
+            freeze_all_but_last_layer(policy)
+        super().__init__(cfg, prep, policy)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.trainer.lr)
+        self.state = {"model": policy, "optimizer": self.optimizer}
+        self.run_dir = run_dir
+
+    def train_epoch(self, epoch: int, step: int, log_step: loop.LogStep) -> int:
+        trainer = dpo_trainer(self.cfg, self.prep, self.policy, self.optimizer, self.run_dir, epoch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trainer.train()
         for entry in trainer.state.log_history:
             if "loss" not in entry:
                 continue  # the end-of-training record
-            rec = {_KEYS[k]: float(v) for k, v in entry.items() if k in _KEYS}
             s = step + int(entry["step"])
             check_step(s, entry["loss"])  # TRL logs the loss; NaN weights follow a NaN loss
-            records.append_metrics({"kind": "step", "step": s, "epoch": epoch, **rec})
-            logger.log(rec, step=s)
-        step += trainer.state.global_step
-        policy.eval()  # TRL leaves the model in train mode; dropout is off in any case
-
-        history.append(record_epoch(policy, prep, cfg, epoch, step, records, logger))
-        records.save_checkpoint(
-            {
-                "model": policy.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "history": history,
-                "torch_rng": torch.get_rng_state(),
-                "wandb_id": getattr(logger.run, "id", None),
-            }
-        )
-    return summary(cfg, prep, history)
+            log_step(epoch, s, {_KEYS[k]: float(v) for k, v in entry.items() if k in _KEYS})
+        self.policy.eval()  # TRL leaves the model in train mode; dropout is off in any case
+        return step + trainer.state.global_step

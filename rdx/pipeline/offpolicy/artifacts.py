@@ -3,13 +3,13 @@
 tokenizer ─┬─ behavior β ── trajectories (prefixes, β's samples) ──┐
            └─ reward R (per task) ─────────────────────────────────┴─ scores (R, β per sample)
 
-β, π and R may each have their own tokenizer (DESIGN §4): the tiny models share the corpus
+β, π and R may each have their own tokenizer (docs/design.md §4): the tiny models share the corpus
 tokenizer; a hub model (a name, or a local dir written by save_pretrained) brings its own.
 β's samples are stored in β's tokens and as text; `prepare` re-tokenises them for π
 (rdx.lm.codec) unless π's tokenizer is β's, so that training and evaluation see only π-token
 `Sequences` and a mask, whichever case they are in.
 
-Every run of a sweep that shares these settings shares the artifacts (DESIGN §1). The
+Every run of a sweep that shares these settings shares the artifacts (docs/design.md §1). The
 run's own seed is deliberately absent from every key: β's samples are drawn once with a
 fixed sampling seed so that the arms of a comparison train on identical data.
 """
@@ -52,7 +52,7 @@ from rdx.lm.models import (
 from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
-from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
+from rdx.lm.tokenizer import add_cls, build_tokenizer, load_tokenizer
 from rdx.pipeline.cache import cached, cached_tensors
 
 log = logging.getLogger("rdx")
@@ -320,10 +320,6 @@ def prepare(cfg: Config) -> Prepared:
 TOKENIZER_VERSION = 2
 
 
-def build_tokenizer(out: Path, *, texts: list[str], vocab_size: int) -> None:
-    train_tokenizer(texts, vocab_size, out)
-
-
 BEHAVIOR_VERSION = 2
 
 
@@ -374,7 +370,7 @@ def build_reward(
     torch.manual_seed(0)  # a hub encoder's new classification head
     if r.hub is None:
         rtok = load_tokenizer(tokenizer_dir)
-        _add_cls(rtok)
+        add_cls(rtok)
         model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, n_labels, seed=0)
     else:
         rtok = load_hub("tokenizer", r.hub)
@@ -533,7 +529,7 @@ def load_reward(
     model = AutoModelForSequenceClassification.from_pretrained(rew_dir, dtype=torch.float32)
     if r.hub is None:
         rtok = load_tokenizer(rew_dir)
-        _add_cls(rtok)
+        add_cls(rtok)
     else:
         rtok = load_hub("tokenizer", str(rew_dir))
     return model.eval(), rtok, rew_dir
@@ -548,16 +544,6 @@ def _policy_codec(cfg: Config, tokenizer, behavior_codec: Codec) -> Codec:
     if cfg.model.init == "behavior":
         return behavior_codec
     return Codec(tokenizer, TINY_POSITIONS)
-
-
-def _add_cls(tokenizer: PreTrainedTokenizerBase) -> None:
-    """BERT pools the first position: make the tiny tokenizer start every text with [CLS]."""
-    from tokenizers.processors import TemplateProcessing
-
-    cls = tokenizer.cls_token
-    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
-    )
 
 
 def warn_caps(s: SamplingConfig, n_prefixes: int, n_eval: int) -> None:

@@ -1,4 +1,4 @@
-"""PPO with reward dropout, one readable file in the style of CleanRL (DESIGN §10).
+"""PPO with reward dropout, one readable file in the style of CleanRL (docs/design.md §10).
 
     python -m rdx.train experiment=harmless                      # PPO + R.D. (quantile 0.8)
     python -m rdx.train experiment=harmless algo=ppo dropout=none
@@ -9,8 +9,8 @@ it; the frozen π_ref gives ln π_ref per token; reward dropout keeps d_i on r̂
 (algo.score); token rewards (KL penalty + R at the end), GAE, advantages whitened over the
 batch and zeroed for dropped responses; then algo.ppo_epochs passes of clipped policy +
 value loss over minibatches, dropped responses outside every mean (rdx.method.ppo). A
-scalar value head on π's last hidden state shares π's trunk. Each epoch ends with a
-held-out evaluation and a checkpoint.
+scalar value head on π's last hidden state shares π's trunk. rdx.pipeline.loop runs the
+epochs (each ends with the held-out evaluation and a checkpoint).
 
 Why not TRL's PPO: TRL 1.x removed its PPOTrainer (trl.experimental has no ppo module in
 1.16), and the 0.x PPOTrainer computes scores inside its train() loop with no hook on the
@@ -20,7 +20,6 @@ batch's scores, so reward dropout could not be inserted without copying that loo
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from typing import Any
 
@@ -41,18 +40,12 @@ from rdx.method.ppo import (
     sequence_prob,
     token_rewards,
 )
-from rdx.pipeline.harmless import (
-    HarmlessPrepared,
-    record_baseline,
-    record_epoch,
-    stream,
-    summary,
-)
+from rdx.pipeline import loop
+from rdx.pipeline.harmless.artifacts import HarmlessPrepared
+from rdx.pipeline.harmless.evaluate import HarmlessArm
 from rdx.records import RunRecords
 
-log = logging.getLogger("rdx")
-
-_ORDER, _ROLLOUT, _DROPOUT, _MINIBATCH = 1, 2, 3, 4  # random streams (rdx.pipeline.harmless)
+_ORDER, _ROLLOUT, _DROPOUT, _MINIBATCH = 1, 2, 3, 4  # random streams (loop.stream)
 
 
 class ValueHead(nn.Module):
@@ -78,59 +71,44 @@ def train(
     cfg: Config, prep: HarmlessPrepared, records: RunRecords, logger: WandbLogger
 ) -> dict[str, Any]:
     """Run (or resume) PPO; returns the summary written to summary.json."""
-    t = cfg.trainer
-    device = next(prep.reference.parameters()).device
-    policy = copy.deepcopy(prep.reference).float().requires_grad_(True).eval()  # dropout off
-    if cfg.model.trainable == "last_layer":
-        freeze_all_but_last_layer(policy)
-    head = ValueHead(policy.config.hidden_size).to(device)
-    params = [p for p in policy.parameters() if p.requires_grad] + [*head.parameters()]
-    optimizer = torch.optim.Adam(params, lr=t.lr)
+    return loop.run(cfg, PPO(cfg, prep), records, logger)
 
-    start_epoch, step, history = 0, 0, []
-    checkpoint = records.load_checkpoint(policy.state_dict())
-    if checkpoint is not None:
-        policy.load_state_dict(checkpoint["model"])
-        head.load_state_dict(checkpoint["value_head"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        log.info("resuming from %s at epoch %d", records.checkpoint_path, start_epoch)
-    records.trim_metrics(start_epoch)
-    if start_epoch == 0:  # π_ref's own figures, the baseline every arm starts from
-        record_baseline(policy, prep, cfg, records, logger)
 
-    prompts = [p.prompt for p in prep.data.train]
-    batch = min(t.batch_size, len(prompts))
-    n_batches = len(prompts) // batch  # the last partial batch is skipped, as off-policy
-    for epoch in range(start_epoch, t.epochs):
-        order = torch.randperm(len(prompts), generator=stream(cfg.seed, epoch, _ORDER))
-        gens = {k: stream(cfg.seed, epoch, k) for k in (_ROLLOUT, _DROPOUT, _MINIBATCH)}
+class PPO(HarmlessArm):
+    """π (a copy of π_ref) and its value head, updated per rollout batch of
+    trainer.batch_size training prompts; rdx.pipeline.loop runs the epochs."""
+
+    def __init__(self, cfg: Config, prep: HarmlessPrepared):
+        device = next(prep.reference.parameters()).device
+        policy = copy.deepcopy(prep.reference).float().requires_grad_(True).eval()  # no dropout
+        if cfg.model.trainable == "last_layer":
+            freeze_all_but_last_layer(policy)
+        super().__init__(cfg, prep, policy)
+        self.head = ValueHead(policy.config.hidden_size).to(device)
+        params = [p for p in policy.parameters() if p.requires_grad] + [*self.head.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.trainer.lr)
+        self.state = {"model": policy, "value_head": self.head, "optimizer": self.optimizer}
+        self.prompts = [p.prompt for p in prep.data.train]
+        self.batch = min(cfg.trainer.batch_size, len(self.prompts))
+        self.n_batches = len(self.prompts) // self.batch  # the last partial batch is skipped
+
+    def train_epoch(self, epoch: int, step: int, log_step: loop.LogStep) -> int:
+        cfg, batch = self.cfg, self.batch
+        order = torch.randperm(len(self.prompts), generator=loop.stream(cfg.seed, epoch, _ORDER))
+        gens = {k: loop.stream(cfg.seed, epoch, k) for k in (_ROLLOUT, _DROPOUT, _MINIBATCH)}
         tic = time.perf_counter()
-        for b in range(n_batches):
+        for b in range(self.n_batches):
             idx = order[b * batch : (b + 1) * batch].tolist()
+            prompts = [self.prompts[i] for i in idx]
             with in_step(step + 1):  # names the step in a non-finite loss's error
-                rec = ppo_step(cfg, prep, policy, head, optimizer, [prompts[i] for i in idx], gens)
+                rec = ppo_step(
+                    cfg, self.prep, self.policy, self.head, self.optimizer, prompts, gens
+                )
             step += 1
-            if step % t.log_every == 0 or b == n_batches - 1:
+            if step % cfg.trainer.log_every == 0 or b == self.n_batches - 1:
                 rec["perf/rollouts_per_s"] = (b + 1) * batch / (time.perf_counter() - tic)
-                records.append_metrics({"kind": "step", "step": step, "epoch": epoch, **rec})
-                logger.log(rec, step=step)
-
-        history.append(record_epoch(policy, prep, cfg, epoch, step, records, logger))
-        records.save_checkpoint(
-            {
-                "model": policy.state_dict(),
-                "value_head": head.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "history": history,
-                "torch_rng": torch.get_rng_state(),
-                "wandb_id": getattr(logger.run, "id", None),
-            }
-        )
-    return summary(cfg, prep, history)
+                log_step(epoch, step, rec)
+        return step
 
 
 def ppo_step(

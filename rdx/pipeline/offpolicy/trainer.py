@@ -1,10 +1,11 @@
 """The training run: π learns off-policy from β's stored trajectories (paper Eq. 7, Alg. 1).
 
-Reads top to bottom: build π, resume if a checkpoint exists, then per epoch take that
-epoch's sample set (sampling.fresh_per_epoch), shuffle, step through batches with reward
-dropout, evaluate on held-out prefixes, checkpoint. The data are π-token `Sequences` and a
-precomputed mask (rdx.pipeline.artifacts), whether or not π shares β's tokenizer. On CUDA
-out-of-memory a step is retried in micro-batches of half the size.
+rdx.pipeline.loop runs it (resume, records, checkpoints); `OffPolicy` is what differs: per
+epoch take that epoch's sample set (sampling.fresh_per_epoch), shuffle, and per batch
+decide d_i (reward dropout), take a gradient step, decode the paper's train/reward; then
+evaluate on held-out prefixes and trace a fixed batch. The data are π-token `Sequences` and
+a precomputed mask (rdx.pipeline.offpolicy.artifacts), whether or not π shares β's
+tokenizer. On CUDA out-of-memory a step is retried in micro-batches of half the size.
 """
 
 from __future__ import annotations
@@ -43,19 +44,14 @@ from rdx.method.objective import (
     reward_dropout_loss,
     token_logprobs,
 )
-from rdx.pipeline.artifacts import Prepared
-from rdx.pipeline.evaluate import attribute_prob, evaluate
+from rdx.pipeline import loop
+from rdx.pipeline.offpolicy.artifacts import Prepared
+from rdx.pipeline.offpolicy.evaluate import attribute_prob, evaluate
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
 
-# Streams of randomness, each seeded from (run seed, epoch, stream) so that a run resumed
-# from an epoch checkpoint replays exactly what an uninterrupted run would have done.
-_ORDER, _DROPOUT, _EVAL = 1, 2, 3
-
-
-def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+_ORDER, _DROPOUT, _EVAL = 1, 2, 3  # random streams of an epoch (loop.stream)
 
 
 def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.Module:
@@ -203,55 +199,62 @@ def compute_gradient(
 
 def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger) -> dict[str, Any]:
     """Run (or resume) training; returns the summary written to summary.json."""
-    t = cfg.trainer
-    device = resolve_device(t.device)
-    policy = build_policy(cfg, prep, device)
-    params = [p for p in policy.parameters() if p.requires_grad]
-    # fused: one kernel for all parameters, ~3x faster than the per-tensor loop on CPU.
-    fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in params)
-    optimizer = torch.optim.Adam(params, lr=t.lr, fused=fused or None)
-    # fp16 gradients underflow without loss scaling (nanoGPT does the same); a no-op else.
-    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+    return loop.run(cfg, OffPolicy(cfg, prep, records), records, logger)
 
-    start_epoch, step, history = 0, 0, []
-    checkpoint = records.load_checkpoint(policy.state_dict())
-    if checkpoint is not None:
-        policy.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if "scaler" in checkpoint:
-            scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        log.info(
-            "resuming from %s at epoch %d (step %d)", records.checkpoint_path, start_epoch, step
+
+class OffPolicy:
+    """Eq. 7 on β's stored samples, as rdx.pipeline.loop runs it: one epoch is a pass over
+    that epoch's sample set in shuffled batches, each a reward-dropout gradient step."""
+
+    shown = ("train/acc", "train/reward", "eval/likelihood", "eval/reward")
+
+    def __init__(self, cfg: Config, prep: Prepared, records: RunRecords):
+        self.cfg, self.prep, self.records = cfg, prep, records
+        t = cfg.trainer
+        self.device = resolve_device(t.device)
+        self.policy = build_policy(cfg, prep, self.device)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        # fused: one kernel for all parameters, ~3x faster than the per-tensor loop on CPU.
+        fused = self.device.type in ("cpu", "cuda") and all(
+            p.dtype == torch.float32 for p in params
         )
-    # Records of a partial epoch after the checkpoint would be logged twice otherwise.
-    records.trim_metrics(start_epoch)
-    records.trim_metrics(start_epoch, "trace.jsonl")
+        self.optimizer = torch.optim.Adam(params, lr=t.lr, fused=fused or None)
+        # fp16 gradients underflow without loss scaling (nanoGPT does the same); a no-op else.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        self.state = {"model": self.policy, "optimizer": self.optimizer, "scaler": self.scaler}
 
-    n = len(prep.train)
-    batch = t.batch_size
-    n_batches = n // batch  # drop the last partial batch: quantiles of a tiny batch are noise
-    if n_batches == 0:
-        raise ValueError(f"trainer.batch_size={batch}: larger than the {n} trajectories")
-    micro = [min(t.micro_batch or batch, batch)]  # rows per forward pass; halves on CUDA OOM
-    probe = torch.arange(batch)  # a fixed batch traced every epoch for the Fig. 6 heatmap
-    probe_keep = _probe_keep(prep, probe, cfg).to(device)  # its keep decision never changes
+        n = len(prep.train)
+        # drop the last partial batch: quantiles of a tiny batch are noise
+        self.n_batches = n // t.batch_size
+        if self.n_batches == 0:
+            raise ValueError(f"trainer.batch_size={t.batch_size}: larger than the {n} trajectories")
+        self.micro = [min(t.micro_batch or t.batch_size, t.batch_size)]  # halves on CUDA OOM
+        self.probe = torch.arange(t.batch_size)  # a fixed batch traced every epoch (Fig. 6)
+        self.probe_keep = _probe_keep(prep, self.probe, cfg).to(self.device)  # never changes
+        self.start_epoch = 0
+        self.sums: dict[str, float] = {}
 
-    for epoch in range(start_epoch, t.epochs):
-        # ALGO LOGIC: fixed per-sample quantities of this epoch's sample set (π's tokens).
+    def begin(self, start_epoch: int, records: RunRecords, logger: WandbLogger) -> None:
+        self.start_epoch = start_epoch
+
+    def measured(self, epoch: int) -> bool:
+        """train/reward's greedy decoding and the held-out evaluation cost a third of an
+        epoch; tables read the last epoch's, Fig. 3's curves every epoch's."""
+        t = self.cfg.trainer
+        return t.epoch_metrics == "every" or epoch == t.epochs - 1
+
+    def train_epoch(self, epoch: int, step: int, log_step: loop.LogStep) -> int:
+        cfg, prep, t = self.cfg, self.prep, self.cfg.trainer
         data = prep.sets[epoch % len(prep.sets)]
-        tokens, masks = data.seqs.tokens, data.mask
+        # ALGO LOGIC: fixed per-sample quantities of this epoch's sample set (π's tokens).
         reward, beta = data.reward(cfg.reward.output, prep.label), data.behavior_prob
         chosen = keep_of_set(cfg.dropout, cfg.gamma, reward, beta, prep.groups)
-        order = torch.randperm(n, generator=_generator(cfg.seed, epoch, _ORDER))
-        drop_gen = _generator(cfg.seed, epoch, _DROPOUT)
-        # train/reward's greedy decoding and the held-out evaluation cost a third of an
-        # epoch; tables read the last epoch's, Fig. 3's curves every epoch's.
-        measured = t.epoch_metrics == "every" or epoch == t.epochs - 1
-        sums = {"acc": 0.0, "reward": 0.0}
+        order = torch.randperm(len(prep.train), generator=loop.stream(cfg.seed, epoch, _ORDER))
+        drop_gen = loop.stream(cfg.seed, epoch, _DROPOUT)
+        measured = self.measured(epoch)
+        self.sums = sums = {"acc": 0.0, "reward": 0.0}
         bar = tqdm(
-            range(n_batches),
+            range(self.n_batches),
             desc=f"epoch {epoch + 1}/{t.epochs}",
             leave=False,
             disable=None,
@@ -259,120 +262,121 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         )
         tic, tokens_seen = time.perf_counter(), 0
         for b in bar:
-            idx = order[b * batch : (b + 1) * batch]
-            x, mask = tokens[idx].to(device), masks[idx].to(device)
-            r, bp = reward[idx].to(device), beta[idx].to(device)
-            rows = None if chosen is None else chosen[idx].to(device)
-            keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, rows)
-            optimizer.zero_grad(set_to_none=True)
-            gradient = partial(
-                compute_gradient,
-                policy,
-                x,
-                mask,
-                r,
-                bp,
-                keep,
-                device=device,
-                precision=t.precision,
-                is_clip=t.is_clip,
-                entropy=t.entropy,
-                scale=scaler.scale,
-            )
-            out, acc = _retry_on_oom(
-                gradient,
-                "micro_batch",
-                micro,
-                f"step {step + 1}",
-                on_retry=lambda: optimizer.zero_grad(set_to_none=True),
-            )
-            # fp16's GradScaler skips steps with inf gradients itself: check only the loss.
-            check_step(step + 1, out.loss, None if scaler.is_enabled() else params)
-            scaler.step(optimizer)
-            scaler.update()
-            if epoch == start_epoch and b == 0:
+            idx = order[b * t.batch_size : (b + 1) * t.batch_size]
+            rows = None if chosen is None else chosen[idx]
+            x, mask = data.seqs.tokens[idx].to(self.device), data.mask[idx].to(self.device)
+            r, bp = reward[idx].to(self.device), beta[idx].to(self.device)
+            keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, _to(rows, self.device))
+            out, acc = self.step(x, mask, r, bp, keep, step)
+            if epoch == self.start_epoch and b == 0:
                 # Wall-clock marks for the benchmarks (start-up = process start → here).
-                _mark(records, "first_step", epoch)
-
+                _mark(self.records, "first_step", epoch)
             # Paper-faithful table metrics on the training batch: teacher-forced accuracy on
             # all samples (kept or not) from this step's forward pass, before the update (free,
             # so every epoch), and R of the updated π's greedy continuations of the batch's
             # prefixes (in `measured` epochs).
             sums["acc"] += acc.mean().item()
             if measured:
-                decode = partial(
-                    sample_sequences,
-                    policy,
-                    data.seqs.select(idx),
-                    prep.new_tokens,
-                    temperature=0,
-                    eos_id=prep.eos_id,
-                    **prep.decoding,
-                )
-                greedy = _retry_on_oom(
-                    decode, "batch_size", micro, f"greedy decoding of step {step + 1}"
-                )
-                sums["reward"] += attribute_prob(prep, greedy).mean().item()
+                sums["reward"] += self.greedy_reward(data.seqs.select(idx), step)
             step += 1
             tokens_seen += int(mask.sum().item())  # scored tokens, not EOS filler
             bar.set_postfix(loss=f"{out.loss.item():.3f}", keep=f"{keep.float().mean().item():.2f}")
-            if step % t.log_every == 0 or b == n_batches - 1:
-                rec = {
-                    "train/loss": out.loss.item(),
-                    "train/r_hat_mean": out.r_hat.mean().item(),
-                    "train/keep_frac": keep.float().mean().item(),
-                    "train/is_weight_max": out.is_weight.max().item(),
-                    "perf/tokens_per_s": tokens_seen / (time.perf_counter() - tic),
-                    "perf/micro_batch": micro[0],
-                }
-                records.append_metrics({"kind": "step", "step": step, "epoch": epoch, **rec})
-                logger.log(rec, step=step)
+            if step % t.log_every == 0 or b == self.n_batches - 1:
+                rate = tokens_seen / (time.perf_counter() - tic)
+                log_step(epoch, step, self.step_record(out, keep, rate))
         bar.close()
+        return step
 
-        epoch_rec = {
-            "train/sample_set": epoch % len(prep.sets),
-            "train/acc": sums["acc"] / n_batches,
+    def step(
+        self, x, mask, reward, behavior_prob, keep, step: int
+    ) -> tuple[LossOutput, torch.Tensor]:
+        """One optimisation step on a batch (retried in halved micro-batches on CUDA OOM)."""
+        t = self.cfg.trainer
+        self.optimizer.zero_grad(set_to_none=True)
+        gradient = partial(
+            compute_gradient,
+            self.policy,
+            x,
+            mask,
+            reward,
+            behavior_prob,
+            keep,
+            device=self.device,
+            precision=t.precision,
+            is_clip=t.is_clip,
+            entropy=t.entropy,
+            scale=self.scaler.scale,
+        )
+        out, acc = _retry_on_oom(
+            gradient,
+            "micro_batch",
+            self.micro,
+            f"step {step + 1}",
+            on_retry=lambda: self.optimizer.zero_grad(set_to_none=True),
+        )
+        # fp16's GradScaler skips steps with inf gradients itself: check only the loss.
+        params = None if self.scaler.is_enabled() else self.optimizer.param_groups[0]["params"]
+        check_step(step + 1, out.loss, params)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return out, acc
+
+    def greedy_reward(self, prefixes, step: int) -> float:
+        """The paper's train/reward of one batch: R's mean attribute probability of the
+        updated π's greedy continuations of the batch's prefixes."""
+        prep = self.prep
+        decode = partial(
+            sample_sequences,
+            self.policy,
+            prefixes,
+            prep.new_tokens,
+            temperature=0,
+            eos_id=prep.eos_id,
+            **prep.decoding,
+        )
+        greedy = _retry_on_oom(
+            decode, "batch_size", self.micro, f"greedy decoding of step {step + 1}"
+        )
+        return attribute_prob(prep, greedy).mean().item()
+
+    def step_record(self, out: LossOutput, keep: torch.Tensor, tokens_per_s: float) -> dict:
+        return {
+            "train/loss": out.loss.item(),
+            "train/r_hat_mean": out.r_hat.mean().item(),
+            "train/keep_frac": keep.float().mean().item(),
+            "train/is_weight_max": out.is_weight.max().item(),
+            "perf/tokens_per_s": tokens_per_s,
+            "perf/micro_batch": self.micro[0],
         }
-        if measured:
-            eval_metrics, samples = evaluate(
-                policy,
-                prep,
-                temperature=cfg.sampling.temperature,
-                generator=_generator(cfg.seed, epoch, _EVAL),
-            )
-            epoch_rec.update({"train/reward": sums["reward"] / n_batches, **eval_metrics})
-            records.write_jsonl("samples.jsonl", samples)
-        history.append(epoch_rec)
-        records.append_metrics({"kind": "epoch", "epoch": epoch, "step": step, **epoch_rec})
-        logger.log({"epoch": epoch + 1, **epoch_rec}, step=step)
-        records.append_jsonl(
-            "trace.jsonl",
-            {"epoch": epoch, **_trace(policy, prep, probe, probe_keep, cfg, device)},
-        )
-        shown = ("train/acc", "train/reward", "eval/likelihood", "eval/reward")
-        log.info(
-            "epoch %d/%d  %s",
-            epoch + 1,
-            t.epochs,
-            "  ".join(
-                f"{k.removeprefix('train/')} {epoch_rec[k]:.3f}" for k in shown if k in epoch_rec
-            ),
-        )
-        records.save_checkpoint(
-            {
-                "model": policy.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "history": history,
-                "torch_rng": torch.get_rng_state(),
-                "wandb_id": getattr(logger.run, "id", None),
-            }
-        )
 
-    _mark(records, "trained", t.epochs - 1)
-    return _summary(cfg, prep, history)
+    def evaluate(self, epoch: int) -> tuple[dict[str, Any], list[dict] | None]:
+        rec = {
+            "train/sample_set": epoch % len(self.prep.sets),
+            "train/acc": self.sums["acc"] / self.n_batches,
+        }
+        if not self.measured(epoch):
+            return rec, None
+        eval_metrics, samples = evaluate(
+            self.policy,
+            self.prep,
+            temperature=self.cfg.sampling.temperature,
+            generator=loop.stream(self.cfg.seed, epoch, _EVAL),
+        )
+        rec.update({"train/reward": self.sums["reward"] / self.n_batches, **eval_metrics})
+        return rec, samples
+
+    def trace(self, epoch: int) -> dict[str, Any]:
+        return _trace(self.policy, self.prep, self.probe, self.probe_keep, self.cfg, self.device)
+
+    def finish(self, records: RunRecords) -> None:
+        _mark(records, "trained", self.cfg.trainer.epochs - 1)
+
+    def summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        return _summary(self.cfg, self.prep, history)
+
+
+def _to(rows: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if rows is None else rows.to(device)
 
 
 def _mark(records: RunRecords, event: str, epoch: int) -> None:
@@ -386,7 +390,7 @@ def _probe_keep(prep: Prepared, probe: torch.Tensor, cfg: Config) -> torch.Tenso
     chosen = keep_of_set(cfg.dropout, cfg.gamma, reward, prep.behavior_prob, prep.groups)
     rows = None if chosen is None else chosen[probe]
     r, bp = reward[probe], prep.behavior_prob[probe]
-    return keep_of_batch(cfg.dropout, cfg.gamma, r, bp, _generator(cfg.seed, 0, _DROPOUT), rows)
+    return keep_of_batch(cfg.dropout, cfg.gamma, r, bp, loop.stream(cfg.seed, 0, _DROPOUT), rows)
 
 
 @torch.no_grad()
@@ -404,38 +408,22 @@ def _trace(policy, prep: Prepared, probe, keep, cfg: Config, device) -> dict[str
 
 def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict[str, Any]:
     last = history[-1]
+    s = cfg.sampling
     return {
-        "acc": last["train/acc"],
-        "reward": last["train/reward"],
-        "acc_plus_reward": last["train/acc"] + last["train/reward"],
-        **{k: v for k, v in last.items() if k.startswith("eval/")},
+        **loop.headline(last["train/acc"], last["train/reward"], last),
         "reward_model_accuracy": prep.reward_accuracy,
-        "dataset": cfg.dataset.name,
-        "attribute": cfg.attribute,
-        "model": cfg.model.name,
-        "model_hub": cfg.model.hub,
-        "trainable": cfg.model.trainable,
-        "behavior": cfg.behavior.name,
-        "reward_model": cfg.reward.name,
-        "init": cfg.model.init,
-        "dropout": cfg.dropout.mode,
-        "gamma": cfg.gamma,
-        "delta": cfg.dropout.delta,
+        **loop.axes(cfg),
         # an axis of the random arm only: a quantile run with it set is the same run
         "random_replacement": (
             cfg.dropout.random_replacement if cfg.dropout.mode == "random" else None
         ),
-        "temperature": cfg.sampling.temperature,
-        "stop_at_eos": cfg.sampling.stop_at_eos,
-        "top_k": cfg.sampling.top_k,
-        "repetition_penalty": cfg.sampling.repetition_penalty,
-        "prefix_pool": cfg.sampling.prefix_pool,
-        "fresh_per_epoch": cfg.sampling.fresh_per_epoch,
-        "seed": cfg.seed,
-        "epochs": cfg.trainer.epochs,
-        "lr": cfg.trainer.lr,
+        "temperature": s.temperature,
+        "stop_at_eos": s.stop_at_eos,
+        "top_k": s.top_k,
+        "repetition_penalty": s.repetition_penalty,
+        "prefix_pool": s.prefix_pool,
+        "fresh_per_epoch": s.fresh_per_epoch,
         "kernels": prep.kernels,
-        "sweep": cfg.sweep,
         "n_trajectories": len(prep.train),
         "n_eval_prefixes": len(prep.eval),  # what was evaluated (sampling.eval_prefixes caps)
     }
