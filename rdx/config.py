@@ -147,6 +147,14 @@ class AlgoConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How π's text is scored (DESIGN §3; the authors' settings: issue 20, docs/reproduction.md)."""
+
+    metrics: str = "authors"  # authors | rdx: Tables 3/4's metrics (rdx.pipeline.textmetrics)
+    greedy: str = "sampling"  # sampling | plain: π's greedy metric decode (rdx.pipeline.decoding)
+
+
+@dataclass(frozen=True)
 class Config:
     attribute: str = "positive"
     gamma: float | None = 0.8  # None when the dropout mode ignores it
@@ -164,6 +172,7 @@ class Config:
     sweep: str | None = None  # the sweep preset's name, for W&B groups and tables
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     resume: str = "auto"  # never | auto | force: what to do with a run dir holding a run
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _convert(key: str, value: Any, annotation: Any) -> Any:
@@ -263,6 +272,8 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("trainer.precision", cfg.trainer.precision, ("fp32", "bf16", "fp16"))
     _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
     _choice("trainer.epoch_metrics", cfg.trainer.epoch_metrics, ("last", "every"))
+    _choice("eval.metrics", cfg.eval.metrics, ("authors", "rdx"))
+    _choice("eval.greedy", cfg.eval.greedy, ("sampling", "plain"))
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):

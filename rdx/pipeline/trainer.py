@@ -43,6 +43,7 @@ from rdx.method.objective import (
     token_logprobs,
 )
 from rdx.pipeline.artifacts import Prepared
+from rdx.pipeline.decoding import authors_axes, greedy_decoding
 from rdx.pipeline.evaluate import attribute_prob, evaluate
 from rdx.records import RunRecords
 
@@ -304,7 +305,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                     prep.new_tokens,
                     temperature=0,
                     eos_id=prep.eos_id,
-                    **prep.decoding,
+                    **greedy_decoding(prep.decoding, cfg.eval.greedy),
                 )
                 greedy = _retry_on_oom(
                     decode, "batch_size", micro, f"greedy decoding of step {step + 1}"
@@ -336,6 +337,8 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 prep,
                 temperature=cfg.sampling.temperature,
                 generator=_generator(cfg.seed, epoch, _EVAL),
+                metric_set=cfg.eval.metrics,
+                greedy=cfg.eval.greedy,
             )
             epoch_rec.update({"train/reward": sums["reward"] / n_batches, **eval_metrics})
             records.write_jsonl("samples.jsonl", samples)
@@ -434,4 +437,5 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "kernels": prep.kernels,
         "sweep": cfg.sweep,
         "n_trajectories": len(prep.train),
+        **authors_axes(cfg),
     }
