@@ -89,6 +89,9 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # HF's: divide (or multiply, if < 0) seen tokens' logits
     prefix_pool: str = "attribute"  # attribute | task (both labels; the label picks R's class)
     fresh_per_epoch: int = 1  # k sample sets of β; epoch e trains on set e mod k
+    # raw: β's own likelihood (DESIGN §2); processed: under the penalised, tempered, top-k
+    # distribution β sampled from (the authors', rdx.lm.processed)
+    behavior_prob: str = "raw"
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class TrainerConfig:
     log_every: int = 10
     kernels: str = "onednn"  # onednn | torch: fp32 CPU linear layers (rdx.lm.kernels)
     epoch_metrics: str = "last"  # last | every: epochs that compute train/reward and eval/*
+    normalisation: str = "paper"  # paper (DESIGN §2) | authors: CE / padded width, π̄ with pads
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,7 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("trainer.precision", cfg.trainer.precision, ("fp32", "bf16", "fp16"))
     _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
     _choice("trainer.epoch_metrics", cfg.trainer.epoch_metrics, ("last", "every"))
+    _choice("trainer.normalisation", cfg.trainer.normalisation, ("paper", "authors"))
     _choice("eval.metrics", cfg.eval.metrics, ("authors", "rdx"))
     _choice("eval.greedy", cfg.eval.greedy, ("sampling", "plain"))
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
@@ -306,6 +311,7 @@ def validate(raw: dict[str, Any]) -> Config:
     _positive("sampling.repetition_penalty", s.repetition_penalty)
     _positive("sampling.fresh_per_epoch", s.fresh_per_epoch)
     _choice("sampling.prefix_pool", s.prefix_pool, ("attribute", "task"))
+    _choice("sampling.behavior_prob", s.behavior_prob, ("raw", "processed"))
     if mode in ("prompt_quantile",) and s.samples_per_prefix < 2:
         raise ConfigError(
             f"sampling.samples_per_prefix={s.samples_per_prefix}: prompt_quantile dropout "

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -50,6 +51,7 @@ from rdx.lm.models import (
     tiny_gpt2,
 )
 from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
+from rdx.lm.processed import behavior_prob_of
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
@@ -166,7 +168,13 @@ def artifact_keys(
         for key in ("n_layer", "n_embd", "n_head"):  # tiny-only sizes
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
-    sampling = {k: v for k, v in dataclasses.asdict(cfg.sampling).items() if k != "batch_size"}
+    # behavior_prob changes the scores only (and is left out at its default, so the keys of
+    # artifacts built before it existed stay valid).
+    sampling = {
+        k: v
+        for k, v in dataclasses.asdict(cfg.sampling).items()
+        if k not in ("batch_size", "behavior_prob")
+    }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
     pool = task if cfg.sampling.prefix_pool == "task" else cfg.attribute
     traj_key = {
@@ -182,7 +190,12 @@ def artifact_keys(
         "behavior": behavior_key,
         "reward": reward_key,
         "trajectories": traj_key,
-        "scores": {"trajectories": traj_key, "reward": reward_key, "dtype": dtype},
+        "scores": {
+            "trajectories": traj_key,
+            "reward": reward_key,
+            "dtype": dtype,
+            **({} if cfg.sampling.behavior_prob == "raw" else {"behavior_prob": "processed"}),
+        },
     }
 
 
@@ -248,6 +261,7 @@ def prepare(cfg: Config) -> Prepared:
         reward_model=reward_model,
         reward_tokenizer=reward_tokenizer,
         batch_size=s.batch_size,
+        behavior_prob=behavior_prob_of(s),
     )
     scores_dir = cached(root, "scores", keys["scores"], build, SCORES_VERSION)
     scores = torch.load(scores_dir / "scores.pt", weights_only=True)
@@ -469,6 +483,7 @@ def build_scores(
     reward_model: PreTrainedModel,
     reward_tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
+    behavior_prob: Callable[..., torch.Tensor] = sequence_prob,
 ) -> None:
     """R's class logits (R reads text) and β_i of every stored trajectory of every set, in
     β's tokens. All classes' logits are kept: the run's attribute only picks a column."""
@@ -481,7 +496,7 @@ def build_scores(
                 for seqs in sets
             ],
             "behavior_prob": [
-                sequence_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
+                behavior_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
             ],
         },
         out / "scores.pt",

@@ -164,6 +164,7 @@ def compute_gradient(
     precision: str = "fp32",
     is_clip: float | None = 1.0,
     entropy: bool = True,
+    normalisation: str = "paper",
     micro_batch: int | None = None,
     scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[LossOutput, torch.Tensor]:
@@ -179,7 +180,7 @@ def compute_gradient(
     """
     scale = scale or (lambda loss: loss)
     targets = x[:, 1:]
-    loss_args = dict(is_clip=is_clip, entropy=entropy)
+    loss_args = dict(is_clip=is_clip, entropy=entropy, normalisation=normalisation)
     if micro_batch is None or micro_batch >= len(x):
         with autocast(device, precision):
             logits = policy(input_ids=x[:, :-1]).logits
@@ -277,6 +278,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 precision=t.precision,
                 is_clip=t.is_clip,
                 entropy=t.entropy,
+                normalisation=t.normalisation,
                 scale=scaler.scale,
             )
             out, acc = _retry_on_oom(
