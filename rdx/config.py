@@ -92,6 +92,9 @@ class SamplingConfig:
     # raw: β's own likelihood (DESIGN §2); processed: under the penalised, tempered, top-k
     # distribution β sampled from (the authors', rdx.lm.processed)
     behavior_prob: str = "raw"
+    # keep only sentences of at least this many β tokens (the authors: 30; rdx.lm.length);
+    # None: off, dataset.max_words filters by words instead
+    min_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,7 @@ def validate(raw: dict[str, Any]) -> Config:
     _positive("sampling.fresh_per_epoch", s.fresh_per_epoch)
     _choice("sampling.prefix_pool", s.prefix_pool, ("attribute", "task"))
     _choice("sampling.behavior_prob", s.behavior_prob, ("raw", "processed"))
+    _positive("sampling.min_tokens", s.min_tokens, allow_none=True)
     if mode in ("prompt_quantile",) and s.samples_per_prefix < 2:
         raise ConfigError(
             f"sampling.samples_per_prefix={s.samples_per_prefix}: prompt_quantile dropout "

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from rdx.lm.length import at_least_tokens
 from rdx.lm.processed import behavior_prob_of, processed_logprobs, processed_sequence_prob
 from rdx.lm.sampling import sequence_prob
 from rdx.lm.sequences import Sequences
@@ -94,3 +95,46 @@ def test_authors_normalisation_by_hand():
     assert authors.loss.item() == pytest.approx(coef * math.log(2) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="normalisation='mean': expected one of paper, authors"):
         reward_dropout_loss(*args, normalisation="mean")
+
+
+# ---------------------------------------------------------------- e. the sentence filter
+
+
+class SpaceTokenizer:
+    """Tokens = whitespace words, with a special token the filter must not count."""
+
+    def __call__(self, texts, add_special_tokens=True):
+        extra = ["<s>"] if add_special_tokens else []
+        return {"input_ids": [extra + t.split() for t in texts]}
+
+
+def test_sentence_filter_counts_tokens_and_keeps_long_ones():
+    texts = ["one two three", "a b", "w x y z", "p q r"]
+    assert at_least_tokens(texts, SpaceTokenizer(), 3) == ["one two three", "w x y z", "p q r"]
+    assert at_least_tokens(texts, SpaceTokenizer(), 4) == ["w x y z"]
+    assert at_least_tokens([], SpaceTokenizer(), 4) == []
+    with pytest.raises(ValueError, match="sampling.min_tokens=0"):
+        at_least_tokens(texts, SpaceTokenizer(), 0)
+
+
+# ---------------------------------------------------------------- paper_table1 defaults
+
+
+def test_paper_table1_takes_each_switch_at_the_authors_choice(monkeypatch):
+    from test_config import compose_cfg
+
+    monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)
+    cfg = compose_cfg("experiment=paper_table1")
+    assert cfg.sampling.behavior_prob == "processed"
+    assert cfg.sampling.min_tokens == 30 and cfg.dataset.max_words == 1000
+    assert cfg.trainer.normalisation == "authors"
+    assert (cfg.eval.metrics, cfg.eval.greedy) == ("authors", "plain")
+    # b. one continuation per prefix per epoch, a fresh set each epoch: epoch e trains on
+    # set e mod 5 of 50 000 rows, 50 000 // 64 = 781 steps (rdx's earlier 50k × 10: 7 812).
+    s, t = cfg.sampling, cfg.trainer
+    assert (s.samples_per_prefix, s.fresh_per_epoch, t.epochs) == (1, 5, 5)
+    assert s.num_prefixes * s.samples_per_prefix // t.batch_size == 781
+    # The defaults stay DESIGN §2's.
+    default = compose_cfg()
+    assert (default.sampling.behavior_prob, default.trainer.normalisation) == ("raw", "paper")
+    assert default.sampling.min_tokens is None and default.eval.greedy == "sampling"

@@ -41,6 +41,7 @@ from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
 from rdx.lm.codec import Codec
 from rdx.lm.kernels import effective, use_kernels
+from rdx.lm.length import at_least_tokens
 from rdx.lm.models import (
     TINY_POSITIONS,
     fixed_dtype,
@@ -173,7 +174,7 @@ def artifact_keys(
     sampling = {
         k: v
         for k, v in dataclasses.asdict(cfg.sampling).items()
-        if k not in ("batch_size", "behavior_prob")
+        if k not in ("batch_size", "behavior_prob") and not (k == "min_tokens" and v is None)
     }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
     pool = task if cfg.sampling.prefix_pool == "task" else cfg.attribute
@@ -243,8 +244,8 @@ def prepare(cfg: Config) -> Prepared:
         build_trajectories,
         behavior=behavior,
         codec=codec,
-        train_texts=[e.text for e in in_task],
-        test_texts=[e.text for e in held_out],
+        train_texts=_length_filter([e.text for e in in_task], codec, s.min_tokens),
+        test_texts=_length_filter([e.text for e in held_out], codec, s.min_tokens),
         sampling=s,
     )
     traj_dir = cached(root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION)
@@ -569,6 +570,10 @@ def _add_cls(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
     )
+
+
+def _length_filter(texts: list[str], codec: Codec, n: int | None) -> list[str]:
+    return texts if n is None else at_least_tokens(texts, codec.tokenizer, n)
 
 
 def _eval_prefixes(codec: Codec, texts: list[str], p: int, n: int, g: torch.Generator):

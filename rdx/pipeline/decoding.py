@@ -30,4 +30,10 @@ def greedy_decoding(decoding: dict[str, Any], mode: str) -> dict[str, Any]:
 def authors_axes(cfg: Config) -> dict[str, Any]:
     """The issue-20 switches a run's summary records, dotted so that the tables never pool
     runs that differ in them (analysis.tables.config_axes)."""
-    return {"eval.metrics": cfg.eval.metrics, "eval.greedy": cfg.eval.greedy}
+    return {
+        "eval.metrics": cfg.eval.metrics,
+        "eval.greedy": cfg.eval.greedy,
+        "sampling.behavior_prob": cfg.sampling.behavior_prob,
+        "sampling.min_tokens": cfg.sampling.min_tokens,
+        "trainer.normalisation": cfg.trainer.normalisation,
+    }
