@@ -58,6 +58,9 @@ else
 endif
 	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES) --rest results/runs.offpolicy.csv
 	test ! -f results/runs.offpolicy.csv || $(BIN)/python -m analysis.tables --csv results/runs.offpolicy.csv --out tables/ --duplicates $(DUPLICATES)
+ifneq ($(SOURCE),wandb)
+	test ! -f results/runs.offpolicy.csv || $(BIN)/python -m analysis.table6 --csv results/runs.offpolicy.csv --runs "$(RUNS_DIR)" --out tables/ --duplicates $(DUPLICATES) || echo "tables: table6 skipped (above)"
+endif
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
 	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)

@@ -47,6 +47,13 @@ def attribute_prob(prep: Prepared, seqs: Sequences) -> torch.Tensor:
     return torch.softmax(logits, -1)[:, prep.label]
 
 
+@torch.no_grad()
+def text_attribute_prob(prep: Prepared, texts: list[str]) -> torch.Tensor:
+    """R's softmax probability of the run's attribute for each text."""
+    logits = classifier_logits(prep.reward_model, prep.reward_tokenizer, texts)
+    return torch.softmax(logits, -1)[:, prep.label]
+
+
 def evaluate(
     policy: PreTrainedModel,
     prep: Prepared,
@@ -56,6 +63,7 @@ def evaluate(
     text_metrics: bool = True,
     metric_set: str = "authors",
     greedy: str = "sampling",
+    examples: bool = True,
     batch_size: int = 512,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """eval/* figures and the generated samples (prefix, generation, reward).
@@ -123,4 +131,12 @@ def evaluate(
             prefixes, continuations, ended, reward.tolist(), likelihood.tolist(), strict=True
         )
     ]
+    if examples:  # Table 6: π after the PPLM prefixes, words scored by R (rdx.pipeline.examples)
+        from rdx.pipeline.decoding import greedy_decoding
+        from rdx.pipeline.examples import pplm_examples
+
+        samples += pplm_examples(
+            policy, prep, lambda texts: text_attribute_prob(prep, texts).tolist(),
+            greedy_decoding(prep.decoding, greedy),
+        )  # fmt: skip
     return out, samples
