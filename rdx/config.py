@@ -17,7 +17,7 @@ from typing import Any
 
 from rdx import hub
 from rdx.lm import KERNELS
-from rdx.method import DROPOUT_MODES, GAMMA_MODES
+from rdx.method import DROPOUT_MODES, GAMMA_MODES, SET_MODES
 
 
 class ConfigError(ValueError):
@@ -95,6 +95,9 @@ class SamplingConfig:
     # keep only sentences of at least this many β tokens (the authors: 30; rdx.lm.length);
     # None: off, dataset.max_words filters by words instead
     min_tokens: int | None = None
+    online: bool = (
+        False  # true: β samples every batch afresh (the authors' Fig. 3; rdx.pipeline.online)
+    )
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,11 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("sampling.prefix_pool", s.prefix_pool, ("attribute", "task"))
     _choice("sampling.behavior_prob", s.behavior_prob, ("raw", "processed"))
     _positive("sampling.min_tokens", s.min_tokens, allow_none=True)
+    if s.online and mode in SET_MODES:
+        raise ConfigError(
+            f"dropout={mode} with sampling.online=true: it ranks a stored sample set, which "
+            "online sampling does not keep; use none, quantile, random or threshold"
+        )
     if mode in ("prompt_quantile",) and s.samples_per_prefix < 2:
         raise ConfigError(
             f"sampling.samples_per_prefix={s.samples_per_prefix}: prompt_quantile dropout "

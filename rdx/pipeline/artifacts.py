@@ -169,12 +169,13 @@ def artifact_keys(
         for key in ("n_layer", "n_embd", "n_head"):  # tiny-only sizes
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
-    # behavior_prob changes the scores only (and is left out at its default, so the keys of
-    # artifacts built before it existed stay valid).
+    # behavior_prob changes the scores only, online none of the stored samples; min_tokens
+    # is left out at its default, so the keys of artifacts built before these existed hold.
     sampling = {
         k: v
         for k, v in dataclasses.asdict(cfg.sampling).items()
-        if k not in ("batch_size", "behavior_prob") and not (k == "min_tokens" and v is None)
+        if k not in ("batch_size", "behavior_prob", "online")
+        and not (k == "min_tokens" and v is None)
     }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
     pool = task if cfg.sampling.prefix_pool == "task" else cfg.attribute

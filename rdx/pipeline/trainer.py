@@ -45,6 +45,7 @@ from rdx.method.objective import (
 from rdx.pipeline.artifacts import Prepared
 from rdx.pipeline.decoding import authors_axes, greedy_decoding
 from rdx.pipeline.evaluate import attribute_prob, evaluate
+from rdx.pipeline.online import online_batch, online_generator
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
@@ -263,6 +264,10 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             idx = order[b * batch : (b + 1) * batch]
             x, mask = tokens[idx].to(device), masks[idx].to(device)
             r, bp = reward[idx].to(device), beta[idx].to(device)
+            if cfg.sampling.online:  # β continues these prefixes afresh (rdx.pipeline.online)
+                gen = online_generator(cfg.seed, epoch, b)
+                fresh = online_batch(cfg, prep, data.seqs.select(idx), gen)
+                x, mask, r, bp = (v.to(device) for v in fresh)
             rows = None if chosen is None else chosen[idx].to(device)
             keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, rows)
             optimizer.zero_grad(set_to_none=True)
