@@ -138,3 +138,25 @@ def test_paper_table1_takes_each_switch_at_the_authors_choice(monkeypatch):
     default = compose_cfg()
     assert (default.sampling.behavior_prob, default.trainer.normalisation) == ("raw", "paper")
     assert default.sampling.min_tokens is None and default.eval.greedy == "sampling"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.metrics=bleu", "eval.metrics='bleu': expected one of authors, rdx"),
+        ("eval.greedy=beam", "eval.greedy='beam': expected one of sampling, plain"),
+        ("sampling.behavior_prob=tempered",
+         "sampling.behavior_prob='tempered': expected one of raw, processed"),
+        ("trainer.normalisation=mean",
+         "trainer.normalisation='mean': expected one of paper, authors"),
+        ("sampling.min_tokens=0", "sampling.min_tokens=0: expected a number > 0"),
+    ],
+)  # fmt: skip
+def test_bad_switch_values_name_key_value_and_allowed(override, message):
+    from test_config import compose_cfg
+
+    from rdx.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        compose_cfg(override)
+    assert str(err.value) == message
