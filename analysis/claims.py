@@ -7,11 +7,12 @@
 
 Each claim compares two arms A and B run with the same (dataset, attribute, seed), the unit
 of pairing; the effect is the mean over those pairs of A − B; units without a partner are
-left out and the row's n counts the pairs. The 95 % CI is a percentile bootstrap (10 000
-resamples, seeded by `--seed`, so the output is reproducible) that resamples *clusters*:
-by default one cluster per (dataset, attribute), since the seeds of one attribute share β,
-R and the prefixes (`--cluster unit` resamples the pairs, as if independent). Every row
-prints its number of clusters; fewer than two is inconclusive (analysis.inference).
+left out and the row's n counts the pairs. The 95 % CI is mean ± t(k − 1) · SE, SE from a
+bootstrap (10 000 resamples, seeded by `--seed`, so the output is reproducible) that
+resamples k *clusters*: by default one cluster per (dataset, attribute), since the seeds of
+one attribute share β, R and the prefixes (`--cluster unit` resamples the pairs, as if
+independent). Every row prints its number of clusters; fewer than two is inconclusive
+(analysis.inference).
 
 Verdict, for a claim with a sign (A − B > 0, or < 0): the CI excludes 0 on the claimed side
 -> holds; on the other side -> does not hold; else (or n < 2) inconclusive. A claim whose
@@ -580,7 +581,8 @@ def render(blocks: list[Block], seed: int, cluster: str = "cell", margin: float 
     by = "(dataset, attribute) clusters" if cluster == "cell" else "the pairs (unclustered)"
     lines = [
         "**Claims.** Effect: mean over (dataset, attribute, seed) pairs of A − B; 95% CI: "
-        f"percentile bootstrap resampling {by} ({N_BOOT} resamples, seed {seed}); n: pairs; "
+        f"mean ± t(k − 1) · SE, SE from a bootstrap resampling {by} ({N_BOOT} resamples, "
+        f"seed {seed}; k clusters); n: pairs; "
         "clusters: how many were resampled. Verdict: holds / does not hold when the CI "
         "excludes 0 on the claimed / other side, else inconclusive (also when n < 2 or "
         "clusters < 2); a non-superiority row holds when the CI's upper bound is below the "
