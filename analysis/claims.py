@@ -10,9 +10,10 @@ of pairing; the effect is the mean over those pairs of A − B; units without a 
 left out and the row's n counts the pairs. The 95 % CI is mean ± t(k − 1) · SE, SE from a
 bootstrap (10 000 resamples, seeded by `--seed`, so the output is reproducible) that
 resamples k *clusters*: by default one cluster per (dataset, attribute), since the seeds of
-one attribute share β, R and the prefixes (`--cluster unit` resamples the pairs, as if
-independent). Every row prints its number of clusters; fewer than two is inconclusive
-(analysis.inference).
+one attribute share β, R and the prefixes. `--cluster task`: one per (dataset, task), for
+runs whose attributes share β's samples too (sampling.prefix_pool=task); `--cluster unit`
+resamples the pairs, as if independent. Every row prints its number of clusters; fewer
+than two is inconclusive (analysis.inference).
 
 Verdict, for a claim with a sign (A − B > 0, or < 0): the CI excludes 0 on the claimed side
 -> holds; on the other side -> does not hold; else (or n < 2) inconclusive. A claim whose
@@ -93,12 +94,14 @@ from analysis.tables import (
     records,
     split_blocks,
 )
+from rdx.data.corpus import TASKS
 from rdx.records import read_jsonl
 
 __all__ = ["FAILS", "HOLDS", "NO_RUNS", "UNSURE", "bootstrap_ci", "verdict", "evaluate", "main"]
 
 MARGIN = 0.02  # see the module docstring: the paper's largest "no help" gain of random
-CLUSTERINGS = ("cell", "unit")
+CLUSTERINGS = ("cell", "task", "unit")
+TASK_OF = {a: task for task, attrs in TASKS.items() for a in attrs}
 TRAIN, HELD_OUT, PROBE = "train batches", "held-out", "probe batch"
 # Final metrics: (label, data, value of a run's summary or None).
 ACC_REWARD = [
@@ -149,7 +152,13 @@ class Row:
 
 
 def cluster_of(u: Unit, how: str) -> Any:
-    return (u[0], u[1]) if how == "cell" else u
+    """A unit's cluster: (dataset, attribute); with `task`, (dataset, task), for runs whose
+    attributes share β's samples (sampling.prefix_pool=task); with `unit`, itself."""
+    if how == "cell":
+        return (u[0], u[1])
+    if how == "task":
+        return (u[0], TASK_OF.get(u[1], u[1]))
+    return u
 
 
 def judge(row: Row, seed: int = 0, cluster: str = "cell") -> Row:
@@ -578,7 +587,8 @@ def frame(block: Block) -> pd.DataFrame:
 
 def render(blocks: list[Block], seed: int, cluster: str = "cell", margin: float = MARGIN) -> str:
     """Markdown: a note on the method, then one table per block."""
-    by = "(dataset, attribute) clusters" if cluster == "cell" else "the pairs (unclustered)"
+    by = {"cell": "(dataset, attribute) clusters", "task": "(dataset, task) clusters",
+          "unit": "the pairs (unclustered)"}[cluster]  # fmt: skip
     lines = [
         "**Claims.** Effect: mean over (dataset, attribute, seed) pairs of A − B; 95% CI: "
         f"mean ± t(k − 1) · SE, SE from a bootstrap resampling {by} ({N_BOOT} resamples, "
@@ -636,7 +646,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--cluster",
         choices=CLUSTERINGS,
         default="cell",
-        help="resample (dataset, attribute) clusters (cell) or the pairs themselves (unit)",
+        help="resample (dataset, attribute) clusters (cell), (dataset, task) ones (task: for "
+        "sampling.prefix_pool=task, whose attributes share β's samples) or the pairs (unit)",
     )
     parser.add_argument(
         "--margin",

@@ -505,3 +505,15 @@ def test_random_with_and_without_replacement_are_two_arms(tmp_path):
         == "holds"
     )
     assert "top_k=0" not in block.context  # a setting shared by all runs is not named
+
+
+def test_task_clusters_join_the_attributes_of_a_task():
+    units = [("synthetic", a, 0) for a in ("negative", "positive", "world", "sport")]
+    assert {claims.cluster_of(u, "task") for u in units} == {
+        ("synthetic", "sentiment"),
+        ("synthetic", "topic"),
+    }
+    row = claims.judge(claims.Row("c", "m", "d", 1, [0.2, 0.2, 0.3, 0.3], units), cluster="task")
+    assert row.n_clusters == 2 and row.effect == pytest.approx(0.25)
+    # Two clusters at 0.2 and 0.3: SE = 0.05 · sqrt(2) / sqrt(2) = 0.05, t(1) = 12.706.
+    assert row.hi - row.lo == pytest.approx(2 * 12.706 * 0.05, rel=0.03)
