@@ -60,6 +60,9 @@ else
 endif
 	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES)
 	$(BIN)/python -m analysis.tables --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --duplicates $(DUPLICATES) $(if $(ALLOW_MISSING),--allow-missing)
+ifneq ($(SOURCE),wandb)
+	$(BIN)/python -m analysis.table6 --csv results/runs.csv --runs "$(RUNS_DIR)" --out tables/ --duplicates $(DUPLICATES) || echo "tables: table6 skipped (above)"
+endif
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
 	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)

@@ -2,36 +2,50 @@
 
     python -m analysis.claims --runs runs/multirun/2026-11-30/14-00-00 [--out tables/claims.md]
     python -m analysis.claims --csv results/runs.csv [--runs ROOT] [--duplicates fail|latest]
+        [--cluster cell|unit] [--margin 0.02] [--seed 0]
     make claims RUNS=<dir>         # no RUNS: the latest sweep under runs/ (analysis.latest)
 
 Each claim compares two arms A and B run with the same (dataset, attribute, seed), the unit
-of pairing; the effect is the mean over those pairs of A − B (the difference of the arms'
-means over the paired seeds and attributes); units without a partner are left out and the
-row's n counts the pairs. The 95 % CI is a percentile bootstrap over the pairs (10 000
-resamples; each row draws from `--seed`, so the output is reproducible and a row does not
-depend on the others). With few pairs a percentile bootstrap is narrow: read n.
+of pairing; the effect is the mean over those pairs of A − B; units without a partner are
+left out and the row's n counts the pairs. The 95 % CI is mean ± t(k − 1) · SE, SE from a
+bootstrap (10 000 resamples, seeded by `--seed`, so the output is reproducible) that
+resamples k *clusters*: by default one cluster per (dataset, attribute), since the seeds of
+one attribute share β, R and the prefixes. `--cluster task`: one per (dataset, task), for
+runs whose attributes share β's samples too (sampling.prefix_pool=task); `--cluster unit`
+resamples the pairs, as if independent. Every row prints its number of clusters; fewer
+than two is inconclusive (analysis.inference).
 
 Verdict, for a claim with a sign (A − B > 0, or < 0): the CI excludes 0 on the claimed side
 -> holds; on the other side -> does not hold; else (or n < 2) inconclusive. A claim whose
-arms have no runs prints "no runs". "Does not help" is claimed as A − B < 0, so a true null
-effect reads inconclusive: these runs cannot tell no effect from a small one.
+arms have no runs prints "no runs".
 
-The claims (docs/design.md §9, issue 11), per init unless marked; γ-rule: the largest γ present
-stands for an arm, and "higher γ helps" compares the largest with the smallest quantile γ:
-  quantile beats N/A; quantile beats random; random does not help (random − N/A < 0);
-  higher γ helps (quantile γmax − γmin > 0)                                  Acc+Reward
+The claims, per init; γ-rule: the largest γ present stands for an arm, and "higher γ helps"
+compares the largest with the smallest quantile γ:
+  quantile beats N/A; quantile beats random; higher γ helps            Acc+Reward
+  random does not help: non-superiority, the CI's upper bound of random − N/A below
+      `--margin` (0.02: the largest random − N/A gain in the paper's Table 1 is +0.022, sci/tech
+      γ=0.8, and the paper reads it as no help); at or above it, does not hold
   quantile raises both objectives vs N/A (acc and reward; eval/likelihood and eval/reward)
-  Fig. 3a (init=random): N/A declines (last − first epoch < 0), quantile rises (> 0)
-  Fig. 3b: a pretrained init (behavior, pretrained) avoids the decline: N/A's last − first
-           epoch under that init minus the same under init=random > 0
-  Tables 3/4: quantile − N/A: BLEU > 0, METEOR > 0, ROUGE-L < 0             held-out only
+  Fig. 3a (DESIGN §9): N/A degenerates: a run's last epoch is below the best epoch of the
+      first half of training (inference.falls: fall = best − last > 0, the best epoch picked
+      on the other runs of the arm); and quantile falls less than N/A, the paired contrast
+      N/A's fall − quantile's > 0; each on both objectives
+  Fig. 3b: under a pretrained init (behavior, pretrained) the joint degeneration of N/A
+      (both objectives fall) is less frequent than under init=random: share(random) −
+      share(pretrained) > 0, paired by unit; the note names the attributes where it still
+      occurs under the pretrained init (seeds k/n)
+  Tables 3/4: quantile − N/A: BLEU > 0, METEOR > 0, ROUGE-1, ROUGE-2, ROUGE-L < 0, one row
+      each                                                                held-out only
+  Table 2 (runs of ≥ 2 target models): quantile γ=0.8 beats N/A at each model size
+  Appendix D (runs with trace.jsonl): π̄ of the probe batch's drop-out samples rises, last
+      − first traced epoch > 0 (and the drop-in samples' for comparison)
 Each is tested on the paper's train-batch metrics (`acc_plus_reward`; per epoch `train/acc`,
 `train/reward`) and on the held-out ones (`eval/acc` + `eval/reward`; per epoch
 `eval/likelihood`, `eval/reward`). Per-epoch values come from each run's metrics.jsonl
 epoch records, so those claims need --runs and runs made with `trainer.epoch_metrics=every`
-(sweeps=fig3 and scripts/reproduce-cpu set it; the default measures the last epoch only, and
-such runs count as "no runs" here); the first record is taken after one epoch of training
-(the untrained state is not logged).
+(sweeps=fig3, fig3_authors and scripts/reproduce-cpu set it; the default measures the last
+epoch only, and such runs count as "no runs" here); the first record is taken after one
+epoch of training (the untrained state is not logged).
 
 Runs that differ in any axis besides attribute, seed, init and the compared arms (model,
 lr, epochs, behavior, reward model, a dotted config key such as `sampling.stop_at_eos`) are
@@ -44,6 +58,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +69,22 @@ import pandas as pd
 from tabulate import tabulate
 
 from analysis.collect import collect_local
+from analysis.inference import (
+    FAILS,
+    HOLDS,
+    N_BOOT,
+    NO_RUNS,
+    UNSURE,
+    bootstrap_ci,
+    falls,
+    non_superiority,
+    verdict,
+)
 from analysis.runs import (
     CONTEXT,
     DUPLICATE_RULES,
     INIT_ORDER,
+    TABLE2_GAMMA,
     RunsError,
     config_axes,
     context_label,
@@ -68,10 +95,15 @@ from analysis.runs import (
     records,
     split_blocks,
 )
+from rdx.data.corpus import TASKS
+from rdx.records import read_jsonl
 
-N_BOOT = 10_000
-HOLDS, FAILS, UNSURE, NO_RUNS = "holds", "does not hold", "inconclusive", "no runs"
-TRAIN, HELD_OUT = "train batches", "held-out"
+__all__ = ["FAILS", "HOLDS", "NO_RUNS", "UNSURE", "bootstrap_ci", "verdict", "evaluate", "main"]
+
+MARGIN = 0.02  # see the module docstring: the paper's largest "no help" gain of random
+CLUSTERINGS = ("cell", "task", "unit")
+TASK_OF = {a: task for task, attrs in TASKS.items() for a in attrs}
+TRAIN, HELD_OUT, PROBE = "train batches", "held-out", "probe batch"
 # Final metrics: (label, data, value of a run's summary or None).
 ACC_REWARD = [
     ("acc_plus_reward", TRAIN, lambda r: r.get("acc_plus_reward")),
@@ -85,18 +117,16 @@ ACC_REWARD = [
         ),
     ),
 ]
-# The two objectives by epoch: (metrics.jsonl key, data).
-OBJECTIVES = [
-    ("train/acc", TRAIN),
-    ("train/reward", TRAIN),
-    ("eval/likelihood", HELD_OUT),
-    ("eval/reward", HELD_OUT),
-]
+# The two objectives by epoch, per data source: (data, (likelihood key, reward key)).
+OBJECTIVE_PAIRS = [(TRAIN, ("train/acc", "train/reward")),
+                   (HELD_OUT, ("eval/likelihood", "eval/reward"))]  # fmt: skip
+OBJECTIVES = [(key, data) for data, keys in OBJECTIVE_PAIRS for key in keys]
 # The two objectives at the end of training: (summary key, data).
 FINAL_OBJECTIVES = [("acc", TRAIN), ("reward", TRAIN), ("eval/likelihood", HELD_OUT),
                     ("eval/reward", HELD_OUT)]  # fmt: skip
-# Tables 3/4: (key, claimed sign of quantile − N/A).
+# Tables 3/4: (key, claimed sign of quantile − N/A, what).
 TEXT_CLAIMS = [("eval/bleu", 1, "BLEU up"), ("eval/meteor", 1, "METEOR up"),
+               ("eval/rouge1", -1, "ROUGE-1 down"), ("eval/rouge2", -1, "ROUGE-2 down"),
                ("eval/rougeL", -1, "ROUGE-L down")]  # fmt: skip
 
 Unit = tuple[Any, Any, Any]  # (dataset, attribute, seed)
@@ -105,55 +135,48 @@ Values = dict[Unit, float]
 
 @dataclass
 class Row:
-    """One claim on one metric: the paired differences and what they say."""
+    """One claim on one metric: the paired differences, their units and what they say."""
 
     claim: str
     metric: str
     data: str
     sign: int  # the claimed sign of the effect
     diffs: list[float]
+    units: list[Unit] | None = None  # one per diff; None: each diff its own cluster
+    margin: float | None = None  # set: a non-superiority claim (A − B below the margin)
+    note: str = ""
     effect: float = math.nan
     lo: float = math.nan
     hi: float = math.nan
     verdict: str = NO_RUNS
+    n_clusters: int = 0
 
 
-# ---------------------------------------------------------------- statistics
+def cluster_of(u: Unit, how: str) -> Any:
+    """A unit's cluster: (dataset, attribute); with `task`, (dataset, task), for runs whose
+    attributes share β's samples (sampling.prefix_pool=task); with `unit`, itself."""
+    if how == "cell":
+        return (u[0], u[1])
+    if how == "task":
+        return (u[0], TASK_OF.get(u[1], u[1]))
+    return u
 
 
-def bootstrap_ci(
-    diffs: list[float], seed: int = 0, n_boot: int = N_BOOT, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of `diffs` (resampling the pairs)."""
-    data = np.asarray(diffs, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, len(data), size=(n_boot, len(data)))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def verdict(lo: float, hi: float, sign: int, n: int) -> str:
-    """holds / does not hold / inconclusive from the CI and the claimed sign."""
-    if n == 0:
-        return NO_RUNS
-    if n < 2:
-        return UNSURE
-    if lo > 0:
-        return HOLDS if sign > 0 else FAILS
-    if hi < 0:
-        return HOLDS if sign < 0 else FAILS
-    return UNSURE
-
-
-def judge(row: Row, seed: int = 0) -> Row:
+def judge(row: Row, seed: int = 0, cluster: str = "cell") -> Row:
     """Fill in the row's effect, CI and verdict from its paired differences."""
     n = len(row.diffs)
+    clusters = None
+    if row.units is not None and cluster != "unit":
+        clusters = [cluster_of(u, cluster) for u in row.units]
+    row.n_clusters = len(set(clusters)) if clusters is not None else n
     if n:
         row.effect = float(np.mean(row.diffs))
-    if n >= 2:
-        row.lo, row.hi = bootstrap_ci(row.diffs, seed)
-    row.verdict = verdict(row.lo, row.hi, row.sign, n)
+    if n >= 2 and row.n_clusters >= 2:
+        row.lo, row.hi = bootstrap_ci(row.diffs, clusters, seed)
+    if row.margin is not None:
+        row.verdict = non_superiority(row.lo, row.hi, row.margin, n, row.n_clusters)
+    else:
+        row.verdict = verdict(row.lo, row.hi, row.sign, n, row.n_clusters)
     return row
 
 
@@ -197,41 +220,93 @@ def values(runs: list[dict[str, Any]], value_of: Callable[[dict], Any]) -> Value
     return out
 
 
+def _ordered(units: Iterable[Unit]) -> list[Unit]:
+    return sorted(units, key=str)  # a fixed order, so the bootstrap is stable
+
+
 def paired(a: Values, b: Values) -> list[float]:
-    """A − B on the units both arms ran, in a fixed order (so the bootstrap is stable)."""
-    return [a[u] - b[u] for u in sorted(set(a) & set(b), key=str)]
+    """A − B on the units both arms ran, in a fixed order."""
+    return [a[u] - b[u] for u in _ordered(set(a) & set(b))]
+
+
+def paired_row(claim: str, metric: str, data: str, sign: int, a: Values, b: Values) -> Row:
+    units = _ordered(set(a) & set(b))
+    return Row(claim, metric, data, sign, [a[u] - b[u] for u in units], units)
+
+
+def single_row(claim: str, metric: str, data: str, sign: int, a: Values) -> Row:
+    units = _ordered(a)
+    return Row(claim, metric, data, sign, [a[u] for u in units], units)
 
 
 class Curves:
-    """Per-epoch records of runs, read once from <root>/<run_dir>/metrics.jsonl."""
+    """Per-epoch records of runs, read once from <root>/<run_dir>/metrics.jsonl (and the
+    probe batch's trace.jsonl)."""
 
     def __init__(self, root: Path | None):
         self.root = root
         self.cache: dict[str, dict[int, dict[str, Any]]] = {}
+        self.traces: dict[str, list[dict[str, Any]]] = {}
         self.missing: list[str] = []
+
+    def _path(self, rec: dict[str, Any]) -> Path | None:
+        path = Path(str(rec.get("run_dir")))
+        if self.root is not None and not path.is_absolute():
+            path = self.root / path
+        return None if self.root is None else path
 
     def of(self, rec: dict[str, Any]) -> dict[int, dict[str, Any]]:
         run_dir = str(rec.get("run_dir"))
         if run_dir not in self.cache:
-            path = Path(run_dir)
-            if self.root is not None and not path.is_absolute():
-                path = self.root / path
-            if self.root is None or not (path / "metrics.jsonl").is_file():
-                self.missing.append(str(path / "metrics.jsonl"))
+            path = self._path(rec)
+            if path is None or not (path / "metrics.jsonl").is_file():
+                self.missing.append(str(Path(run_dir) / "metrics.jsonl"))
                 self.cache[run_dir] = {}
             else:
                 self.cache[run_dir] = epoch_curves(path)
         return self.cache[run_dir]
 
+    def curve(self, rec: dict[str, Any], key: str) -> dict[int, float]:
+        return {e: float(r[key]) for e, r in self.of(rec).items() if r.get(key) is not None}
+
+    def trace(self, rec: dict[str, Any]) -> list[dict[str, Any]]:
+        run_dir = str(rec.get("run_dir"))
+        if run_dir not in self.traces:
+            path = self._path(rec)
+            file = None if path is None else path / "trace.jsonl"
+            got = read_jsonl(file) if file is not None and file.is_file() else []
+            self.traces[run_dir] = sorted(got, key=lambda r: r["epoch"])
+        return self.traces[run_dir]
+
     def change(self, key: str) -> Callable[[dict], float | None]:
         """A run's last − first epoch value of `key`; None with fewer than two epochs."""
 
         def value_of(rec: dict[str, Any]) -> float | None:
-            curve = self.of(rec)
-            epochs = sorted(e for e, r in curve.items() if r.get(key) is not None)
-            if len(epochs) < 2:
+            curve = self.curve(rec, key)
+            if len(curve) < 2:
                 return None
-            return float(curve[epochs[-1]][key]) - float(curve[epochs[0]][key])
+            return curve[max(curve)] - curve[min(curve)]
+
+        return value_of
+
+    def falls(self, runs: list[dict[str, Any]], key: str) -> Values:
+        """{unit: best first-half epoch − last epoch} of one arm's runs (inference.falls)."""
+        values(runs, lambda r: 0.0)  # refuses two runs of one unit
+        return falls({unit(r): self.curve(r, key) for r in runs})
+
+    def probe_change(self, kept: bool) -> Callable[[dict], float | None]:
+        """Mean π̄ of the probe batch's drop-in (kept) or drop-out samples: last − first
+        traced epoch; None without a trace of two epochs or without such samples."""
+
+        def value_of(rec: dict[str, Any]) -> float | None:
+            trace = self.trace(rec)
+            if len(trace) < 2:
+                return None
+            chosen = [i for i, k in enumerate(trace[0]["keep"]) if bool(k) == kept]
+            if not chosen:
+                return None
+            pis = [np.mean([t["pi_mean"][i] for i in chosen]) for t in (trace[0], trace[-1])]
+            return float(pis[1] - pis[0])
 
         return value_of
 
@@ -247,22 +322,31 @@ def _get(key: str) -> Callable[[dict], Any]:
     return lambda rec: rec.get(key)
 
 
-def final_claims(runs: list[dict[str, Any]], suffix: str) -> list[Row]:
+def final_claims(runs: list[dict[str, Any]], suffix: str, margin: float = MARGIN) -> list[Row]:
     """Acc+Reward claims and Tables 3/4 on the runs of one init."""
     na = arm(runs, "none")
     q, r = gammas(runs, "quantile"), gammas(runs, "random")
     q_hi = arm(runs, "quantile", q[-1]) if q else []
     q_lo = arm(runs, "quantile", q[0]) if len(q) > 1 else []
     qg = _g(q[-1] if q else None)
-    comparisons = [(f"quantile{qg} beats N/A", q_hi, na, 1)]
+    # (claim, A, B, sign, margin or None)
+    comparisons: list[tuple[str, list, list, int, float | None]] = [
+        (f"quantile{qg} beats N/A", q_hi, na, 1, None)
+    ]
     # The authors' with-replacement draw and the exact one are two random arms, never pooled.
     r_all = arm(runs, "random", r[-1]) if r else []
     for replacement in sorted({bool(x.get("random_replacement")) for x in r_all}) or [False]:
         name = "random" + (" (with replacement)" if replacement else "") + _g(r[-1] if r else None)
         r_hi = [x for x in r_all if bool(x.get("random_replacement")) == replacement]
         comparisons += [
-            (f"quantile{qg} beats {name}", q_hi, r_hi, 1),
-            (f"{name} does not help: random − N/A < 0", r_hi, na, -1),
+            (f"quantile{qg} beats {name}", q_hi, r_hi, 1, None),
+            (
+                f"{name} does not help: random − N/A < {fmt_value(margin)} (non-superiority)",
+                r_hi,
+                na,
+                -1,
+                margin,
+            ),
         ]
     comparisons.append(
         (
@@ -272,54 +356,164 @@ def final_claims(runs: list[dict[str, Any]], suffix: str) -> list[Row]:
             q_hi,
             q_lo,
             1,
+            None,
         )
     )
     rows = []
-    for claim, a, b, sign in comparisons:
+    for claim, a, b, sign, m in comparisons:
         for metric, data, value_of in ACC_REWARD:
-            diffs = paired(values(a, value_of), values(b, value_of))
-            rows.append(Row(claim + suffix, metric, data, sign, diffs))
+            row = paired_row(
+                claim + suffix, metric, data, sign, values(a, value_of), values(b, value_of)
+            )
+            row.margin = m
+            rows.append(row)
         if b is na and a is q_hi:  # where the Acc+Reward gain comes from: both objectives
             for key, data in FINAL_OBJECTIVES:
-                diffs = paired(values(a, _get(key)), values(b, _get(key)))
-                rows.append(Row(f"quantile{qg} raises both, vs N/A{suffix}", key, data, 1, diffs))
+                rows.append(
+                    paired_row(
+                        f"quantile{qg} raises both, vs N/A{suffix}",
+                        key,
+                        data,
+                        1,
+                        values(a, _get(key)),
+                        values(b, _get(key)),
+                    )
+                )
     for key, sign, what in TEXT_CLAIMS:
-        diffs = paired(values(q_hi, _get(key)), values(na, _get(key)))
         rows.append(
-            Row(f"Tables 3/4: {what}, quantile{qg} − N/A{suffix}", key, HELD_OUT, sign, diffs)
+            paired_row(
+                f"Tables 3/4: {what}, quantile{qg} − N/A{suffix}",
+                key,
+                HELD_OUT,
+                sign,
+                values(q_hi, _get(key)),
+                values(na, _get(key)),
+            )
         )
     return rows
 
 
-def epoch_claims(block: list[dict[str, Any]], curves: Curves) -> list[Row]:
-    """Fig. 3a on init=random runs; Fig. 3b: each pretrained init against init=random."""
-    rand = [r for r in block if r["init"] == "random"]
-    q = gammas(rand, "quantile")
-    q_hi = arm(rand, "quantile", q[-1]) if q else []
+def degeneration_claims(runs: list[dict[str, Any]], curves: Curves, init: Any) -> list[Row]:
+    """Fig. 3a on the runs of one init: N/A falls, and falls more than quantile."""
+    q = gammas(runs, "quantile")
+    q_hi = arm(runs, "quantile", q[-1]) if q else []
+    na = arm(runs, "none")
+    at = f" (init={fmt_value(init)})"
     rows = []
-    for claim, runs, sign in (
-        ("Fig. 3a: without dropout both objectives decline (init=random)", arm(rand, "none"), -1),
-        (f"Fig. 3a: quantile{_g(q[-1] if q else None)} raises both (init=random)", q_hi, 1),
-    ):
-        for key, data in OBJECTIVES:
-            diffs = [v for v in values(runs, curves.change(key)).values()]
-            rows.append(Row(claim, f"{key}: last − first epoch", data, sign, diffs))
+    for key, data in OBJECTIVES:
+        metric = f"{key}: best of first half − last epoch"
+        na_falls = curves.falls(na, key)
+        rows.append(
+            single_row(
+                f"Fig. 3a: N/A degenerates: last epoch below the first half's best{at}",
+                metric,
+                data,
+                1,
+                na_falls,
+            )
+        )
+    for key, data in OBJECTIVES:
+        metric = f"{key}: best of first half − last epoch"
+        rows.append(
+            paired_row(
+                f"Fig. 3a: quantile{_g(q[-1] if q else None)} falls less than N/A: "
+                f"N/A's fall − quantile's{at}",
+                metric,
+                data,
+                1,
+                curves.falls(na, key),
+                curves.falls(q_hi, key),
+            )
+        )
+    return rows
+
+
+def joint_degeneration(runs: list[dict[str, Any]], curves: Curves, keys: tuple[str, str]) -> Values:
+    """{unit: 1.0 if both objectives fell (fall > 0), else 0.0}."""
+    a, b = (curves.falls(runs, k) for k in keys)
+    return {u: float(a[u] > 0 and b[u] > 0) for u in set(a) & set(b)}
+
+
+def pretrained_claims(block: list[dict[str, Any]], curves: Curves) -> list[Row]:
+    """Fig. 3b: N/A's joint degeneration is rarer under each pretrained init than random."""
+    rand = arm([r for r in block if r["init"] == "random"], "none")
     inits = sorted({r["init"] for r in block} - {"random", None}, key=_init_rank) or ["pretrained"]
+    rows = []
     for init in inits:
         pre = arm([r for r in block if r["init"] == init], "none")
-        for key, data in OBJECTIVES:
-            change = curves.change(key)
-            diffs = paired(values(pre, change), values(arm(rand, "none"), change))
-            rows.append(
-                Row(
-                    f"Fig. 3b: init={init} avoids the decline: N/A's change − init=random's",
-                    f"{key}: last − first epoch",
-                    data,
-                    1,
-                    diffs,
-                )
+        for data, keys in OBJECTIVE_PAIRS:
+            j_rand, j_pre = (joint_degeneration(x, curves, keys) for x in (rand, pre))
+            row = paired_row(
+                f"Fig. 3b: N/A's joint degeneration is less frequent at init={init} than at "
+                "init=random: share(random) − share(pretrained)",
+                f"{keys[0]} and {keys[1]} both fall",
+                data,
+                1,
+                j_rand,
+                j_pre,
             )
+            row.note = _where(j_pre, f"init={init}")
+            rows.append(row)
     return rows
+
+
+def _where(joint: Values, init: str) -> str:
+    """The attributes whose seeds still degenerate jointly, e.g. "negative 2/3"."""
+    if not joint:
+        return ""
+    per: dict[Any, list[float]] = defaultdict(list)
+    for (_, attribute, _), v in joint.items():
+        per[attribute].append(v)
+    hits = [f"{a} {int(sum(v))}/{len(v)}" for a, v in sorted(per.items(), key=str) if sum(v)]
+    return f"still at {init}: " + ", ".join(hits) if hits else f"none at {init}"
+
+
+def appendix_d_claims(runs: list[dict[str, Any]], curves: Curves, suffix: str) -> list[Row]:
+    """Appendix D: drop-out samples improve as well (π̄ on the traced probe batch)."""
+    q = gammas(runs, "quantile")
+    q_hi = arm(runs, "quantile", q[-1]) if q else []
+    metric = "π̄ of the probe batch: last − first traced epoch"
+    rows = []
+    for kept, what in ((False, "drop-out"), (True, "drop-in")):
+        rows.append(
+            single_row(
+                f"Appendix D: π̄ of {what} samples rises, quantile{_g(q[-1] if q else None)}"
+                f"{suffix}",
+                metric,
+                PROBE,
+                1,
+                values(q_hi, curves.probe_change(kept)),
+            )
+        )
+    return rows
+
+
+def table2_claims(recs: list[dict[str, Any]]) -> list[Block]:
+    """Table 2: quantile γ=0.8 beats N/A at each target model, where ≥ 2 models ran."""
+    if len({r["model"] for r in recs}) < 2:
+        return []
+    axes = [a for a in CONTEXT if a != "model"] + config_axes(recs)
+    out = []
+    for block in split_blocks(recs, axes):
+        models = sorted({r["model"] for r in block}, key=str)
+        if len(models) < 2:
+            continue
+        rows = []
+        for model in models:
+            runs = [r for r in block if r["model"] == model]
+            for metric, data, value_of in ACC_REWARD:
+                rows.append(
+                    paired_row(
+                        f"Table 2: quantile γ={fmt_value(TABLE2_GAMMA)} beats N/A at model={model}",
+                        metric,
+                        data,
+                        1,
+                        values(arm(runs, "quantile", TABLE2_GAMMA), value_of),
+                        values(arm(runs, "none"), value_of),
+                    )
+                )
+        out.append(Block("Table 2, by target model: " + context_label(block, axes, recs), rows))
+    return out
 
 
 def _init_rank(init: Any) -> tuple[int, str]:
@@ -332,8 +526,16 @@ class Block:
     rows: list[Row]
 
 
-def evaluate(recs: list[dict[str, Any]], curves: Curves, seed: int = 0) -> list[Block]:
+def evaluate(
+    recs: list[dict[str, Any]],
+    curves: Curves,
+    seed: int = 0,
+    cluster: str = "cell",
+    margin: float = MARGIN,
+) -> list[Block]:
     """Every claim's row, one block per combination of the runs' other axes."""
+    if cluster not in CLUSTERINGS:
+        raise RunsError(f"cluster={cluster!r}: allowed {', '.join(CLUSTERINGS)}")
     axes = [a for a in CONTEXT if a != "init"] + config_axes(recs)
     blocks = split_blocks(recs, axes) if recs else [[]]
     out = []
@@ -342,12 +544,19 @@ def evaluate(recs: list[dict[str, Any]], curves: Curves, seed: int = 0) -> list[
         rows = []
         for init in inits:
             suffix = f" (init={init})" if len(inits) > 1 else ""
-            rows += final_claims([r for r in block if r["init"] == init], suffix)
-        rows += epoch_claims(block, curves)
+            runs = [r for r in block if r["init"] == init]
+            rows += final_claims(runs, suffix, margin)
+            rows += appendix_d_claims(runs, curves, suffix)
+        for init in inits:
+            rows += degeneration_claims([r for r in block if r["init"] == init], curves, init)
+        rows += pretrained_claims(block, curves)
         context = context_label(block, axes, recs) if block else "no completed runs"
         if len(inits) == 1 and block:
             context += f", init={fmt_value(inits[0])}"
-        out.append(Block(context, [judge(row, seed) for row in rows]))
+        out.append(Block(context, rows))
+    out += table2_claims(recs)
+    for block in out:
+        block.rows = [judge(row, seed, cluster) for row in block.rows]
     return out
 
 
@@ -368,20 +577,29 @@ def frame(block: Block) -> pd.DataFrame:
                 "effect": _num(row.effect),
                 "95% CI": "—" if math.isnan(row.lo) else f"[{_num(row.lo)}, {_num(row.hi)}]",
                 "n": len(row.diffs),
+                "clusters": row.n_clusters,
                 "verdict": row.verdict,
+                "note": row.note,
             }
             for row in block.rows
         ]
     )
 
 
-def render(blocks: list[Block], seed: int) -> str:
+def render(blocks: list[Block], seed: int, cluster: str = "cell", margin: float = MARGIN) -> str:
     """Markdown: a note on the method, then one table per block."""
+    by = {"cell": "(dataset, attribute) clusters", "task": "(dataset, task) clusters",
+          "unit": "the pairs (unclustered)"}[cluster]  # fmt: skip
     lines = [
         "**Claims.** Effect: mean over (dataset, attribute, seed) pairs of A − B; 95% CI: "
-        f"percentile bootstrap over the pairs ({N_BOOT} resamples, seed {seed}); n: pairs. "
-        "Verdict: holds / does not hold when the CI excludes 0 on the claimed / other side, "
-        "else inconclusive (also when n < 2).",
+        f"mean ± t(k − 1) · SE, SE from a bootstrap resampling {by} ({N_BOOT} resamples, "
+        f"seed {seed}; k clusters); n: pairs; "
+        "clusters: how many were resampled. Verdict: holds / does not hold when the CI "
+        "excludes 0 on the claimed / other side, else inconclusive (also when n < 2 or "
+        "clusters < 2); a non-superiority row holds when the CI's upper bound is below the "
+        f"margin ({fmt_value(margin)}), does not hold when its lower bound is at or above it. "
+        "Degeneration (Fig. 3a): fall = a run's value at the best epoch of the first half of "
+        "training (picked on the arm's other runs) − its last epoch's; > 0 fell.",
         "",
     ]
     for block in blocks:
@@ -393,7 +611,17 @@ def render(blocks: list[Block], seed: int) -> str:
                 tablefmt="github",
                 showindex=False,
                 disable_numparse=True,
-                colalign=("left", "left", "left", "right", "right", "right", "left"),
+                colalign=(
+                    "left",
+                    "left",
+                    "left",
+                    "right",
+                    "right",
+                    "right",
+                    "right",
+                    "left",
+                    "left",
+                ),
             )
         )
         lines.append("")
@@ -415,6 +643,19 @@ def main(argv: Iterable[str] | None = None) -> int:
         help="two runs of one cell and seed: fail naming them, or keep the one that ended last",
     )
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    parser.add_argument(
+        "--cluster",
+        choices=CLUSTERINGS,
+        default="cell",
+        help="resample (dataset, attribute) clusters (cell), (dataset, task) ones (task: for "
+        "sampling.prefix_pool=task, whose attributes share β's samples) or the pairs (unit)",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=MARGIN,
+        help="non-superiority margin of 'random does not help' (Acc+Reward units)",
+    )
     args = parser.parse_args(None if argv is None else list(argv))
     if args.runs is None and args.csv is None:
         print("claims: error: give --runs DIR and/or --csv FILE", file=sys.stderr)
@@ -438,11 +679,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 1
     curves = Curves(args.runs)
     try:
-        blocks = evaluate(recs, curves, args.seed)
+        blocks = evaluate(recs, curves, args.seed, args.cluster, args.margin)
     except RunsError as err:
         print(f"claims: error: {err}", file=sys.stderr)
         return 1
-    text = render(blocks, args.seed) + f"\nSource: {provenance(recs, args.runs)}\n"
+    text = render(blocks, args.seed, args.cluster, args.margin)
+    text += f"\nSource: {provenance(recs, args.runs)}\n"
     print(text, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

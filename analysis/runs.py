@@ -54,6 +54,8 @@ EXTRA_CONFIG = [
 DROPOUT_OPTIONS = {"random_replacement": "random"}
 NOT_AXES = {"run_dir", "sweep", "ended"}  # bookkeeping: where and when, not what
 DUPLICATE_RULES = ("fail", "latest")
+# Table 2 and its claim compare N/A with quantile dropout at this γ (the paper's).
+TABLE2_GAMMA = 0.8
 
 
 class RunsError(Exception):

@@ -43,6 +43,7 @@ from analysis.runs import (
     CONTEXT,
     DROPOUTS,
     DUPLICATE_RULES,
+    TABLE2_GAMMA,
     TARGET,
     RunsError,
     config_axes,
@@ -70,7 +71,6 @@ TEXT_METRICS = {
     "eval/rougeL": "ROUGE-L",
     "eval/meteor": "METEOR",
 }
-TABLE2_GAMMA = 0.8
 OUTPUTS = ("table1", "table2", "table34")
 
 

@@ -25,7 +25,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from rdx import hub
 from rdx.lm import KERNELS
-from rdx.method import BATCH_MODES, DROPOUT_MODES, GAMMA_MODES, PPO_SCORES
+from rdx.method import BATCH_MODES, DROPOUT_MODES, GAMMA_MODES, PPO_SCORES, SET_MODES
 
 
 class ConfigError(ValueError):
@@ -106,6 +106,15 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # HF's: divide (or multiply, if < 0) seen tokens' logits
     prefix_pool: str = one_of("attribute", "task")  # task: both labels; the label picks R's class
     fresh_per_epoch: int = 1  # k sample sets of β; epoch e trains on set e mod k
+    # raw: β's own likelihood (docs/design.md §2); processed: under the penalised, tempered, top-k
+    # distribution β sampled from (the authors', rdx.lm.processed)
+    behavior_prob: str = one_of("raw", "processed")
+    # keep only sentences of at least this many β tokens (the authors: 30; rdx.lm.length);
+    # None: off, dataset.max_words filters by words instead
+    min_tokens: int | None = None
+    # true: β samples every training batch afresh (the authors' Fig. 3; offpolicy/online.py);
+    # the stored sets give only the prefixes
+    online: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,9 @@ class TrainerConfig:
     # the epochs that compute train/reward (greedy decoding) and eval/*: tables read the
     # last, Fig. 3's curves every
     epoch_metrics: str = one_of("last", "every")
+    # paper: CE_i and π̄_i as masked means (docs/design.md §2); authors: CE summed over the
+    # padded width, π̄ over all positions, pads included (their RLHF_train.py:249, 383)
+    normalisation: str = one_of("paper", "authors")
 
 
 @dataclass(frozen=True)
@@ -232,6 +244,19 @@ ALGOS: dict[str, type[AlgoConfig]] = {c.name: c for c in (OffPolicyConfig, PPOCo
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How π's text is scored (docs/design.md §3; the authors' settings: docs/reproduction.md)."""
+
+    # authors: π's greedy text vs its one source sentence, nltk sentence-BLEU (method4)
+    # averaged, stemmed ROUGE; rdx: π's samples vs every held-out sentence sharing the
+    # prefix, corpus sacreBLEU (rdx.pipeline.textmetrics)
+    metrics: str = one_of("authors", "rdx")
+    # sampling: π's greedy decodes use β's decoding options; plain: none (the authors'
+    # generate(do_sample=False): no repetition penalty; rdx.pipeline.offpolicy.decoding)
+    greedy: str = one_of("sampling", "plain")
+
+
+@dataclass(frozen=True)
 class Config:
     # one of the dataset's attributes (synthetic: negative positive world sport business
     # sci_tech)
@@ -255,6 +280,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=OffPolicyConfig)
     # a run dir holding a run: auto = resume/answer only with equal settings; never; force
     resume: str = one_of("never", "auto", "force", default="auto")
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def defaults() -> dict[str, Any]:
@@ -431,6 +457,12 @@ def validate(raw: dict[str, Any]) -> Config:
     _positive("sampling.top_k", s.top_k, allow_none=True)
     _positive("sampling.repetition_penalty", s.repetition_penalty)
     _positive("sampling.fresh_per_epoch", s.fresh_per_epoch)
+    _positive("sampling.min_tokens", s.min_tokens, allow_none=True)
+    if s.online and mode in SET_MODES:
+        raise ConfigError(
+            f"dropout={mode} with sampling.online=true: it ranks a stored sample set, which "
+            "online sampling does not keep; use none, quantile, random or threshold"
+        )
     if mode in ("prompt_quantile",) and s.samples_per_prefix < 2:
         raise ConfigError(
             f"sampling.samples_per_prefix={s.samples_per_prefix}: prompt_quantile dropout "

@@ -8,10 +8,12 @@ the effect is the planted shift.
 import json
 import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from analysis import claims, runs
+from analysis import claims, inference, runs
 from analysis.collect import collect_local
 
 ATTRIBUTES = ["positive", "world"]
@@ -50,6 +52,8 @@ def summary(attribute, seed, dropout, gamma, value, **axes):
         "eval/likelihood": 1 + value,
         "eval/bleu": value / 10,
         "eval/meteor": value / 10,
+        "eval/rouge1": 1 - value,
+        "eval/rouge2": 0.5 - value,
         "eval/rougeL": 1 - value,
         **axes,
     }
@@ -82,6 +86,9 @@ def final_runs(root: Path, shift: float) -> None:
             value = 0.6 + delta + (noise if dropout == "none" else 0.0)
             name = f"{attribute}-{seed}-{dropout}-{gamma}"
             write_run(root, name, summary(attribute, seed, dropout, gamma, value))
+
+
+RANDOM_NS = "random γ=0.8 does not help: random − N/A < 0.02 (non-superiority)"
 
 
 def by_claim(blocks: list[claims.Block]) -> dict[tuple[str, str], claims.Row]:
@@ -125,6 +132,7 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     ("shift", "expect", "random_expect"),
     [
         (0.2, "holds", "holds"),  # quantile better; random worse: "does not help" holds
+        # No effect: two clusters' t(1) interval (±0.085) reaches over the 0.02 margin.
         (0.0, "inconclusive", "inconclusive"),
         (-0.2, "does not hold", "does not hold"),
     ],
@@ -137,7 +145,7 @@ def test_final_claims_verdicts(tmp_path, shift, expect, random_expect):
         assert q.effect == pytest.approx(shift) and len(q.diffs) == 6
         assert q.verdict == expect
         assert q.lo <= shift <= q.hi
-        r = rows[("random γ=0.8 does not help: random − N/A < 0", metric)]
+        r = rows[(RANDOM_NS, metric)]
         assert r.effect == pytest.approx(-shift) and r.verdict == random_expect
         gamma = rows[("higher γ helps: quantile γ=0.8 − γ=0.2 > 0", metric)]
         # quantile 0.8 − 0.2 is exactly shift / 2 on every unit: the CI is a point.
@@ -148,6 +156,11 @@ def test_final_claims_verdicts(tmp_path, shift, expect, random_expect):
     # Acc+Reward's gain split into the two objectives: acc and reward are value / 2 each.
     for key, effect in (("acc", shift / 2), ("reward", shift / 2), ("eval/likelihood", shift)):
         row = rows[("quantile γ=0.8 raises both, vs N/A", key)]
+        assert row.effect == pytest.approx(effect) and row.verdict == expect
+    for what, key, effect in (("ROUGE-1 down", "eval/rouge1", -shift),
+                              ("ROUGE-2 down", "eval/rouge2", -shift),
+                              ("METEOR up", "eval/meteor", shift / 10)):  # fmt: skip
+        row = rows[(f"Tables 3/4: {what}, quantile γ=0.8 − N/A", key)]
         assert row.effect == pytest.approx(effect) and row.verdict == expect
     bleu = rows[("Tables 3/4: BLEU up, quantile γ=0.8 − N/A", "eval/bleu")]
     rouge = rows[("Tables 3/4: ROUGE-L down, quantile γ=0.8 − N/A", "eval/rougeL")]
@@ -183,88 +196,214 @@ def test_needs_runs_or_csv(capsys):
     assert capsys.readouterr().err == "claims: error: give --runs DIR and/or --csv FILE\n"
 
 
-# ---------------------------------------------------------------- by-epoch claims
+# ---------------------------------------------------------------- statistics: clusters
 
 
-def epoch_runs(root: Path, na: float, quantile: float, pretrained: float) -> None:
-    """3-epoch curves of every objective: 0.5 + slope × epoch, the last epoch + noise.
-
-    So a run's last − first epoch is 2 × slope + noise (noise negated for init=behavior),
-    and the mean change of an arm is exactly 2 × its slope.
-    """
-    for (attribute, seed), noise in NOISE.items():
-        for init, dropout, gamma, slope, sign in (
-            ("random", "none", None, na, 1),
-            ("random", "quantile", 0.8, quantile, 1),
-            ("behavior", "none", None, pretrained, -1),
-        ):
-            curve = [0.5 + slope * e for e in range(3)]
-            curve[-1] += sign * noise
-            write_run(
-                root,
-                f"{init}/{attribute}-{seed}-{dropout}",
-                summary(attribute, seed, dropout, gamma, 0.6, init=init),
-                curve,
-            )
+def test_clustered_bootstrap_resamples_attributes_not_seeds():
+    # Two attributes, ten seeds each: every seed of one attribute at 1, of the other at 3.
+    diffs = [1.0] * 10 + [3.0] * 10
+    cells = [("d", "a")] * 10 + [("d", "b")] * 10
+    # Resampling the two clusters gives means 1, 2 or 3 (p = 1/4, 1/2, 1/4): sd sqrt(0.5),
+    # times sqrt(2 / 1) = 1.0 = SE; t(1) at 97.5 % is 12.706: CI 2 ± 12.7, nothing shown.
+    lo, hi = claims.bootstrap_ci(diffs, cells)
+    assert lo == pytest.approx(2 - 12.706, rel=0.03) and hi == pytest.approx(2 + 12.706, rel=0.03)
+    # The 20 pairs as if independent: SE = 1 / sqrt(20) · sqrt(20 / 19) = 0.229, t(19) = 2.093.
+    lo, hi = claims.bootstrap_ci(diffs)
+    assert lo == pytest.approx(2 - 0.480, abs=0.02) and hi == pytest.approx(2 + 0.480, abs=0.02)
+    # One cluster of its own per pair is the plain pairs bootstrap, draw for draw.
+    assert claims.bootstrap_ci(diffs, list(range(20))) == (lo, hi)
 
 
-FIG3A_NA = "Fig. 3a: without dropout both objectives decline (init=random)"
-FIG3A_Q = "Fig. 3a: quantile γ=0.8 raises both (init=random)"
-FIG3B = "Fig. 3b: init=behavior avoids the decline: N/A's change − init=random's"
-OBJECTIVES = ["train/acc", "train/reward", "eval/likelihood", "eval/reward"]
+def test_one_cluster_is_inconclusive_however_many_seeds():
+    seeds = [("synthetic", "positive", s) for s in range(8)]
+    row = claims.Row("c", "m", "d", 1, [0.2 + 0.01 * s for s in range(8)], seeds)
+    assert claims.judge(row).verdict == "inconclusive" and row.n_clusters == 1
+    assert math.isnan(row.lo) and row.effect == pytest.approx(0.235)
+    unclustered = claims.Row("c", "m", "d", 1, list(row.diffs), seeds)
+    assert claims.judge(unclustered, cluster="unit").verdict == "holds"
+    assert unclustered.n_clusters == 8
+
+
+def test_non_superiority_rule():
+    assert inference.non_superiority(-0.05, 0.019, 0.02, 6, 3) == "holds"
+    assert inference.non_superiority(0.001, 0.019, 0.02, 6, 3) == "holds"  # small help, < margin
+    assert inference.non_superiority(-0.05, 0.03, 0.02, 6, 3) == "inconclusive"
+    assert inference.non_superiority(0.02, 0.09, 0.02, 6, 3) == "does not hold"
+    assert inference.non_superiority(-0.05, 0.0, 0.02, 6, 1) == "inconclusive"  # one cluster
+    assert inference.non_superiority(math.nan, math.nan, 0.02, 0, 0) == "no runs"
+
+
+# ---------------------------------------------------------------- degeneration (Fig. 3a)
+
+EPOCHS = 10
+# The paper's grid: six attributes (the clusters) × three seeds.
+CELLS = [("synthetic", a, s) for a in runs.ATTRIBUTES for s in (0, 1, 2)]
+
+
+def rise_then_collapse(rng):
+    """Accuracy peaks at epoch 3 (0.8) and ends near 0, as the paper's N/A curves."""
+    base = [0.2, 0.45, 0.7, 0.8, 0.7, 0.5, 0.3, 0.15, 0.08, 0.05]
+    return {e: v + rng.normal(0, 0.02) for e, v in enumerate(base)}
+
+
+def monotone_rise(rng):
+    return {e: 0.2 + 0.05 * e + rng.normal(0, 0.02) for e in range(EPOCHS)}
+
+
+def flat_noise(rng):
+    return {e: 0.5 + rng.normal(0, 0.05) for e in range(EPOCHS)}
+
+
+def degeneration_verdict(shape, seed):
+    rng = np.random.default_rng(seed)
+    fell = inference.falls({u: shape(rng) for u in CELLS})
+    row = claims.Row("N/A degenerates", "m", "d", 1, [fell[u] for u in CELLS], CELLS)
+    return claims.judge(row).verdict
+
+
+def test_first_half_of_training():
+    assert inference.first_half(range(20)) == list(range(10))
+    assert inference.first_half([0, 1, 2]) == [0, 1]
+    assert inference.first_half([4, 5]) == [4]
+
+
+def test_falls_on_hand_computed_curves():
+    # The others' mean curve peaks at epoch 1 (of the first half 0..1): run a's fall is
+    # its epoch-1 value 0.9 − its last 0.1 = 0.8, although its own first-half best is epoch 0.
+    curves = {
+        "a": {0: 1.0, 1: 0.9, 2: 0.5, 3: 0.1},
+        "b": {0: 0.2, 1: 0.6, 2: 0.4, 3: 0.3},
+        "c": {0: 0.2, 1: 0.8, 2: 0.4, 3: 0.9},
+    }
+    fell = inference.falls(curves)
+    # b: others' mean at 0 is 0.6, at 1 is 0.85 -> epoch 1: 0.6 − 0.3; c: 0.6 vs 0.75 -> 1.
+    assert fell == {"a": pytest.approx(0.8), "b": pytest.approx(0.3), "c": pytest.approx(-0.1)}
+    assert inference.falls({"lone": {0: 0.3, 1: 0.7, 2: 0.1}}) == {"lone": pytest.approx(0.6)}
+    assert inference.falls({"short": {0: 0.3}}) == {}
 
 
 @pytest.mark.parametrize(
-    ("slopes", "expect"),
-    [
-        # N/A declines, quantile rises, a pretrained init stays flat: the paper's Fig. 3.
-        ((-0.05, 0.05, 0.0), "holds"),
-        ((0.0, 0.0, 0.0), "inconclusive"),
-        # N/A rises, quantile declines, and the pretrained init declines more than random.
-        ((0.05, -0.05, 0.0), "does not hold"),
-    ],
+    ("shape", "expect"),
+    [(rise_then_collapse, "holds"), (monotone_rise, "does not hold")],
 )
-def test_epoch_claims_verdicts(tmp_path, slopes, expect):
-    na, quantile, pretrained = slopes
-    epoch_runs(tmp_path, na, quantile, pretrained)
-    blocks = run_claims(tmp_path)
-    assert len(blocks) == 1  # init is compared, not a block of its own
-    rows = by_claim(blocks)
+def test_degeneration_rule_on_synthetic_curves(shape, expect):
+    assert degeneration_verdict(shape, seed=0) == expect
+
+
+def test_flat_noise_is_inconclusive_where_a_per_run_peak_would_fall():
+    # 20 independent fixtures of flat noise: the rule reads inconclusive on nearly all
+    # (a 95 % CI; two-sided false verdicts ~5 %), while each run's own first-half maximum
+    # minus its last epoch is positive on average: the bias the leave-one-out peak removes.
+    verdicts = [degeneration_verdict(flat_noise, seed) for seed in range(20)]
+    assert verdicts.count("inconclusive") >= 17, verdicts
+    rng = np.random.default_rng(0)
+    naive = [max(c[e] for e in range(5)) - c[EPOCHS - 1] for c in (flat_noise(rng) for _ in CELLS)]
+    assert np.mean(naive) > 0.03
+
+
+def curve_runs(root: Path, shapes: dict[tuple[str, str, float | None], Any], trace=None):
+    """Runs of every CELL for each (init, dropout, γ) -> shape(rng, attribute); every
+    objective follows the shape; `trace` (π̄ of the probe batch per epoch) for quantile."""
+    rng = np.random.default_rng(0)
+    for (init, dropout, gamma), shape in shapes.items():
+        for dataset, attribute, seed in CELLS:
+            curve = shape(rng, attribute)
+            run = write_run(
+                root,
+                f"{init}/{attribute}-{seed}-{dropout}",
+                summary(attribute, seed, dropout, gamma, 0.6, init=init, dataset=dataset),
+                [curve[e] for e in range(EPOCHS)],
+            )
+            if trace is not None and dropout == "quantile":
+                lines = [{"epoch": e, "keep": [True, False, False], "pi_mean": trace(e),
+                          "r_hat": [1.0, 0.0, 0.0]} for e in range(3)]  # fmt: skip
+                (run / "trace.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def collapse(rng, attribute):
+    return rise_then_collapse(rng)
+
+
+def rise(rng, attribute):
+    return monotone_rise(rng)
+
+
+def collapse_if_negative(rng, attribute):
+    return rise_then_collapse(rng) if attribute == "negative" else monotone_rise(rng)
+
+
+FIG3A_NA = "Fig. 3a: N/A degenerates: last epoch below the first half's best (init=random)"
+FIG3A_Q = "Fig. 3a: quantile γ=0.8 falls less than N/A: N/A's fall − quantile's (init=random)"
+FIG3B = (
+    "Fig. 3b: N/A's joint degeneration is less frequent at init=behavior than at init=random: "
+    "share(random) − share(pretrained)"
+)
+OBJECTIVES = ["train/acc", "train/reward", "eval/likelihood", "eval/reward"]
+FALL = "{}: best of first half − last epoch"
+
+
+def test_fig3_claims_as_the_paper_states_them(tmp_path):
+    # The paper's Fig. 3: N/A rises then collapses, quantile keeps rising; under the
+    # pretrained init N/A still collapses on negative only (seeds 3/3), rises elsewhere.
+    curve_runs(
+        tmp_path,
+        {
+            ("random", "none", None): collapse,
+            ("random", "quantile", 0.8): rise,
+            ("behavior", "none", None): collapse_if_negative,
+            ("behavior", "quantile", 0.8): rise,
+        },  # fmt: skip
+        trace=lambda e: [0.1 + 0.1 * e, 0.05 + 0.02 * e, 0.05 + 0.04 * e],
+    )
+    (block,) = run_claims(tmp_path)
+    rows = by_claim([block])
     for key in OBJECTIVES:
-        metric = f"{key}: last − first epoch"
-        a, q, b = rows[(FIG3A_NA, metric)], rows[(FIG3A_Q, metric)], rows[(FIG3B, metric)]
-        assert a.effect == pytest.approx(2 * na) and len(a.diffs) == 6
-        assert q.effect == pytest.approx(2 * quantile)
-        assert b.effect == pytest.approx(2 * (pretrained - na)) and len(b.diffs) == 6
-        assert a.verdict == q.verdict == b.verdict == expect, key
-        assert a.data == ("train batches" if key.startswith("train/") else "held-out")
-    # The final-metric claims are made per init: the init is named in each claim.
-    assert rows[("quantile γ=0.8 beats N/A (init=random)", "acc_plus_reward")].effect == 0
-    assert rows[("quantile beats N/A (init=behavior)", "acc_plus_reward")].verdict == "no runs"
+        na, q = rows[(FIG3A_NA, FALL.format(key))], rows[(FIG3A_Q, FALL.format(key))]
+        # best of the first half ≈ 0.8 (epoch 3), last ≈ 0.05: a fall of about 0.75.
+        assert na.effect == pytest.approx(0.75, abs=0.03) and na.verdict == "holds"
+        assert len(na.diffs) == 18 and na.n_clusters == 6
+        # quantile's "fall" is 0.4 − 0.65 = −0.25 (it rose): the contrast is ≈ 1.0.
+        assert q.effect == pytest.approx(1.0, abs=0.03) and q.verdict == "holds"
+        pre = rows[(FIG3A_NA.replace("random", "behavior"), FALL.format(key))]
+        assert pre.verdict == "inconclusive"  # 1 attribute of 6 collapses
+    for data, pair in (("train batches", "train/acc and train/reward"),
+                       ("held-out", "eval/likelihood and eval/reward")):  # fmt: skip
+        row = rows[(FIG3B, f"{pair} both fall")]
+        # Joint degeneration: every random-init unit, 3 of 18 pretrained ones: 1 − 1/6.
+        assert row.effect == pytest.approx(5 / 6) and row.verdict == "holds" and row.data == data
+        assert row.note == "still at init=behavior: negative 3/3"
+    # Appendix D: drop-out samples' π̄ rises by (0.04 + 0.08) / 2 over two traced epochs.
+    metric = "π̄ of the probe batch: last − first traced epoch"
+    drop_out = rows[
+        ("Appendix D: π̄ of drop-out samples rises, quantile γ=0.8 (init=random)", metric)
+    ]
+    drop_in = rows[("Appendix D: π̄ of drop-in samples rises, quantile γ=0.8 (init=random)", metric)]
+    assert drop_out.effect == pytest.approx(0.06) and drop_out.verdict == "holds"
+    assert drop_in.effect == pytest.approx(0.2)
 
 
 def test_cli_markdown_reproducible_and_csv_needs_runs_for_epochs(tmp_path, capsys):
     from analysis import collect
 
     runs, out = tmp_path / "runs", tmp_path / "docs" / "claims.md"
-    epoch_runs(runs, -0.05, 0.05, 0.0)
+    curve_runs(runs, {("random", "none", None): collapse, ("random", "quantile", 0.8): rise})
     assert claims.main(["--runs", str(runs), "--out", str(out)]) == 0
     first = capsys.readouterr()
     assert out.read_text() == first.out  # the same Markdown on stdout and in --out
     assert f"claims: wrote {out}" in first.err
+    assert "resampling (dataset, attribute) clusters" in first.out
     line = next(x for x in first.out.splitlines() if x.startswith(f"| {FIG3A_NA}"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[1:] == [
-        "train/acc: last − first epoch",
-        "train batches",
-        "-0.100",
-        cells[4],
-        "6",
-        "holds",
-    ]
-    assert cells[4].startswith("[-0.1") and cells[4].endswith("]")
+    assert cells[1:4] == [FALL.format("train/acc"), "train batches", cells[3]]
+    assert cells[5:] == ["18", "6", "holds", ""]  # n, clusters, verdict, note
+    assert cells[4].startswith("[+0.7") and cells[4].endswith("]")
     assert claims.main(["--runs", str(runs)]) == 0
     assert capsys.readouterr().out == first.out  # seeded bootstrap: identical output
+    assert claims.main(["--runs", str(runs), "--cluster", "unit"]) == 0
+    unit_out = capsys.readouterr().out
+    assert "resampling the pairs (unclustered)" in unit_out
+    line = next(x for x in unit_out.splitlines() if x.startswith(f"| {FIG3A_NA}"))
+    assert [c.strip() for c in line.strip("|").split("|")][5:7] == ["18", "18"]
 
     # From the CSV with the runs root: the same table; without it, no per-epoch values.
     csv = tmp_path / "runs.csv"
@@ -275,8 +414,27 @@ def test_cli_markdown_reproducible_and_csv_needs_runs_for_epochs(tmp_path, capsy
     assert claims.main(["--csv", str(csv)]) == 0
     got = capsys.readouterr()
     rows = [x for x in got.out.splitlines() if x.startswith(f"| {FIG3A_NA}")]
-    assert rows and all(x.rstrip(" |").endswith("no runs") for x in rows)
+    assert rows and all("no runs" in x for x in rows)
     assert "(per-epoch claims need --runs)" in got.err
+
+
+def test_table2_rows_one_per_model(tmp_path):
+    for model, shift in (("tiny", 0.2), ("gpt2", 0.0)):
+        for (attribute, seed), noise in NOISE.items():
+            for dropout, gamma, value in (
+                ("none", None, 0.6 + noise),
+                ("quantile", 0.8, 0.6 + shift),
+            ):
+                write_run(tmp_path, f"{model}/{attribute}-{seed}-{dropout}",
+                          summary(attribute, seed, dropout, gamma, value, model=model))  # fmt: skip
+    blocks = run_claims(tmp_path)
+    (t2,) = [b for b in blocks if b.context.startswith("Table 2")]
+    rows = {(r.claim, r.metric): r for r in t2.rows}
+    tiny = rows[("Table 2: quantile γ=0.8 beats N/A at model=tiny", "acc_plus_reward")]
+    gpt2 = rows[("Table 2: quantile γ=0.8 beats N/A at model=gpt2", "acc_plus_reward")]
+    assert tiny.effect == pytest.approx(0.2) and tiny.verdict == "holds"
+    assert gpt2.effect == pytest.approx(0.0, abs=1e-12) and gpt2.verdict == "inconclusive"
+    assert len(t2.rows) == 4  # two models × (train, held-out)
 
 
 # ---------------------------------------------------------------- no silent pooling
@@ -338,10 +496,8 @@ def test_random_with_and_without_replacement_are_two_arms(tmp_path):
             )
     (block,) = run_claims(tmp_path)  # one block: the option splits arms, not the grid
     rows = {(r.claim, r.metric): r for r in block.rows}
-    exact = rows[("random γ=0.8 does not help: random − N/A < 0", "acc_plus_reward")]
-    repl = rows[
-        ("random (with replacement) γ=0.8 does not help: random − N/A < 0", "acc_plus_reward")
-    ]
+    exact = rows[(RANDOM_NS, "acc_plus_reward")]
+    repl = rows[(RANDOM_NS.replace("random", "random (with replacement)", 1), "acc_plus_reward")]
     assert exact.effect == pytest.approx(-0.2) and len(exact.diffs) == 6
     assert repl.effect == pytest.approx(0.0) and len(repl.diffs) == 6
     assert (
@@ -349,3 +505,15 @@ def test_random_with_and_without_replacement_are_two_arms(tmp_path):
         == "holds"
     )
     assert "top_k=0" not in block.context  # a setting shared by all runs is not named
+
+
+def test_task_clusters_join_the_attributes_of_a_task():
+    units = [("synthetic", a, 0) for a in ("negative", "positive", "world", "sport")]
+    assert {claims.cluster_of(u, "task") for u in units} == {
+        ("synthetic", "sentiment"),
+        ("synthetic", "topic"),
+    }
+    row = claims.judge(claims.Row("c", "m", "d", 1, [0.2, 0.2, 0.3, 0.3], units), cluster="task")
+    assert row.n_clusters == 2 and row.effect == pytest.approx(0.25)
+    # Two clusters at 0.2 and 0.3: SE = 0.05 · sqrt(2) / sqrt(2) = 0.05, t(1) = 12.706.
+    assert row.hi - row.lo == pytest.approx(2 * 12.706 * 0.05, rel=0.03)

@@ -47,7 +47,7 @@ def restated_defaults(conf: Path) -> list[str]:
 
 
 def test_no_preset_restates_a_default():
-    assert len(SECTIONS) == 9  # model ... algo: every group with a settings class
+    assert len(SECTIONS) == 10  # model ... algo, eval: every section with a settings class
     assert restated_defaults(CONF) == []
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from rdx.pipeline.offpolicy.examples import PPLM_PREFIXES
 from rdx.records import RunRecords
 from rdx.run import execute
 from tests.test_config import compose_cfg
@@ -95,7 +96,9 @@ def test_metrics_and_trace_have_one_record_per_step_and_epoch(finished):
     trace = [json.loads(line) for line in (run_dir / "trace.jsonl").read_text().splitlines()]
     assert [t["epoch"] for t in trace] == [0, 1] and len(trace[0]["r_hat"]) == 32
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 32 and {"prefix", "generation", "reward"} <= samples[0].keys()
+    held_out = [s for s in samples if "source" not in s]  # the rest: Table 6's PPLM rows
+    assert len(held_out) == 32 and {"prefix", "generation", "reward"} <= samples[0].keys()
+    assert [s["given_prefix"] for s in samples[32:]] == list(PPLM_PREFIXES["sentiment"])
 
 
 def test_epoch_metrics_every_measures_each_epoch_and_trains_the_same(finished, cache, tmp_path):

@@ -225,7 +225,8 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     [
         (
             "sweeps=tabel1",
-            "rdx: config error: sweeps='tabel1': expected one of fig3, fig4, rules, smoke, table1",
+            "rdx: config error: sweeps='tabel1': expected one of fig3, fig3_authors, fig4, "
+            "rules, smoke, table1",
         ),
         (
             "launcher=slrum",

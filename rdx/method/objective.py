@@ -71,6 +71,19 @@ def clip_by_norm(w: Tensor, clip: float | None) -> Tensor:
     return w * clip / torch.clamp(torch.linalg.vector_norm(w), min=clip)
 
 
+NORMALISATIONS = ("paper", "authors")
+
+
+def authors_means(logp: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(CE_i, π̄_i) as the authors' code normalised them (RLHF_train.py:249, 383 at 4f58682):
+    CE summed over the masked positions but divided by the padded width L, and π̄ the mean
+    probability over all L positions, pads included. Not DESIGN §2's (the masked means): with
+    ragged rows a short row's CE is scaled down by its length / L."""
+    width = logp.shape[-1]
+    ce = -(logp * mask.to(logp.dtype)).sum(-1) / width
+    return ce, logp.detach().exp().mean(-1)
+
+
 def reward_dropout_loss(
     logits: Tensor,
     targets: Tensor,
@@ -82,17 +95,29 @@ def reward_dropout_loss(
     is_clip: float | None = 1.0,
     entropy: bool = True,
     eps: float = EPS,
+    normalisation: str = "paper",
 ) -> LossOutput:
     """J = Σ_i a_i · CE_i with a_i = stopgrad(w_i · (r̂_i − ln(π̄_i + ε)) · d_i).
 
     Minimising J ascends Σ_i a_i ln π_i, the off-policy policy gradient of Eq. 7 restricted
     to the kept samples. `entropy=False` drops the −ln π̄ term (Algorithm 1's plain r̂ form).
+    `normalisation="authors"` takes CE_i and π̄_i as the authors' code did (authors_means).
     """
     logp = token_logprobs(logits, targets)
-    ce = -masked_mean(logp, mask)
+    if normalisation == "paper":
+        ce = -masked_mean(logp, mask)
+    elif normalisation == "authors":
+        ce, _ = authors_means(logp, mask)
+    else:
+        raise ValueError(
+            f"normalisation={normalisation!r}: expected one of {', '.join(NORMALISATIONS)}"
+        )
     r_hat = bi_objective_reward(reward, behavior_prob, eps)
     with torch.no_grad():
-        pi_mean = masked_mean(logp.exp(), mask)
+        if normalisation == "paper":
+            pi_mean = masked_mean(logp.exp(), mask)
+        else:
+            _, pi_mean = authors_means(logp, mask)
         w = clip_by_norm(pi_mean / (behavior_prob.float() + eps), is_clip)
         advantage = r_hat - torch.log(pi_mean + eps) if entropy else r_hat
         coef = w * advantage * keep.float()

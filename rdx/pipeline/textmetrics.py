@@ -94,3 +94,42 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
         for i in range(len(tokens) - n + 1)
     ]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+METRIC_SETS = ("rdx", "authors")
+
+
+def authors_text_metrics(hypotheses: Sequence[str], sources: Sequence[str]) -> dict[str, float]:
+    """The authors' Tables 3/4 metrics (RLHF_evaluate_score.py at 4f58682, its BLEU, ROUGE
+    and METEOR blocks): each hypothesis against its one source sentence, every score a
+    mean of per-sentence scores, all 0-1.
+
+    - BLEU: nltk `sentence_bleu` with `SmoothingFunction().method4`, whitespace split, as
+      cased (the authors do not lower-case);
+    - ROUGE-1/2/L F: rouge-score with `use_stemmer=True` and its default tokenizer
+      (lower-cases, keeps [a-z0-9] runs);
+    - METEOR: nltk `meteor_score` with the one source, whitespace split.
+    """
+    if isinstance(hypotheses, str) or isinstance(sources, str):
+        raise TypeError("hypotheses and sources must be lists, not a single string")
+    if len(hypotheses) != len(sources):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(sources)} source sentences")
+    if not hypotheses:
+        raise ValueError("no hypotheses to score")
+    _require_wordnet()
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from nltk.translate.meteor_score import meteor_score
+    from rouge_score.rouge_scorer import RougeScorer
+
+    smooth = SmoothingFunction().method4
+    scorer = RougeScorer(_ROUGE_TYPES, use_stemmer=True)
+    totals = dict.fromkeys(METRIC_KEYS, 0.0)
+    for hyp, src in zip(hypotheses, sources, strict=True):
+        h, s = hyp.split(), src.split()
+        # nltk's BLEU of an empty hypothesis is 0 (with a warning): say so without one.
+        totals["bleu"] += sentence_bleu([s], h, smoothing_function=smooth) if h else 0.0
+        rouge = scorer.score(src, hyp)
+        for key in _ROUGE_TYPES:
+            totals[key] += rouge[key].fmeasure
+        totals["meteor"] += meteor_score([s], h)
+    return {key: float(totals[key] / len(hypotheses)) for key in METRIC_KEYS}

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,6 +41,7 @@ from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
 from rdx.lm.codec import Codec
 from rdx.lm.kernels import effective, use_kernels
+from rdx.lm.length import at_least_tokens
 from rdx.lm.models import (
     TINY_POSITIONS,
     fixed_dtype,
@@ -50,6 +52,7 @@ from rdx.lm.models import (
     tiny_gpt2,
 )
 from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
+from rdx.lm.processed import behavior_prob_of
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import add_cls, build_tokenizer, load_tokenizer
@@ -166,7 +169,14 @@ def artifact_keys(
         for key in ("n_layer", "n_embd", "n_head"):  # tiny-only sizes
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
-    sampling = {k: v for k, v in dataclasses.asdict(cfg.sampling).items() if k != "batch_size"}
+    # behavior_prob changes the scores only, online none of the stored samples; min_tokens
+    # is left out at its default, so the keys of artifacts built before these existed hold.
+    sampling = {
+        k: v
+        for k, v in dataclasses.asdict(cfg.sampling).items()
+        if k not in ("batch_size", "behavior_prob", "online")
+        and not (k == "min_tokens" and v is None)
+    }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
     pool = task if cfg.sampling.prefix_pool == "task" else cfg.attribute
     traj_key = {
@@ -182,7 +192,12 @@ def artifact_keys(
         "behavior": behavior_key,
         "reward": reward_key,
         "trajectories": traj_key,
-        "scores": {"trajectories": traj_key, "reward": reward_key, "dtype": dtype},
+        "scores": {
+            "trajectories": traj_key,
+            "reward": reward_key,
+            "dtype": dtype,
+            **({} if cfg.sampling.behavior_prob == "raw" else {"behavior_prob": "processed"}),
+        },
     }
 
 
@@ -231,8 +246,8 @@ def prepare(cfg: Config) -> Prepared:
         build_trajectories,
         behavior=behavior,
         codec=codec,
-        train_texts=[e.text for e in in_task],
-        test_texts=[e.text for e in held_out],
+        train_texts=_length_filter([e.text for e in in_task], codec, s.min_tokens),
+        test_texts=_length_filter([e.text for e in held_out], codec, s.min_tokens),
         sampling=s,
     )
     traj_dir, traj = cached_tensors(  # plain data: no code runs
@@ -250,6 +265,7 @@ def prepare(cfg: Config) -> Prepared:
         reward_model=reward_model,
         reward_tokenizer=reward_tokenizer,
         batch_size=s.batch_size,
+        behavior_prob=behavior_prob_of(s),
     )
     scores_dir, scores = cached_tensors(
         root, "scores", keys["scores"], build, SCORES_VERSION, "scores.pt"
@@ -469,6 +485,7 @@ def build_scores(
     reward_model: PreTrainedModel,
     reward_tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
+    behavior_prob: Callable[..., torch.Tensor] = sequence_prob,
 ) -> None:
     """R's class logits (R reads text) and β_i of every stored trajectory of every set, in
     β's tokens. All classes' logits are kept: the run's attribute only picks a column."""
@@ -481,7 +498,7 @@ def build_scores(
                 for seqs in sets
             ],
             "behavior_prob": [
-                sequence_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
+                behavior_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
             ],
         },
         out / "scores.pt",
@@ -561,6 +578,10 @@ def warn_caps(s: SamplingConfig, n_prefixes: int, n_eval: int) -> None:
                 used,
                 used,
             )
+
+
+def _length_filter(texts: list[str], codec: Codec, n: int | None) -> list[str]:
+    return texts if n is None else at_least_tokens(texts, codec.tokenizer, n)
 
 
 def _eval_prefixes(codec: Codec, texts: list[str], p: int, n: int, g: torch.Generator):

@@ -47,6 +47,13 @@ def attribute_prob(prep: Prepared, seqs: Sequences) -> torch.Tensor:
     return torch.softmax(logits, -1)[:, prep.label]
 
 
+@torch.no_grad()
+def text_attribute_prob(prep: Prepared, texts: list[str]) -> torch.Tensor:
+    """R's softmax probability of the run's attribute for each text."""
+    logits = classifier_logits(prep.reward_model, prep.reward_tokenizer, texts)
+    return torch.softmax(logits, -1)[:, prep.label]
+
+
 def evaluate(
     policy: PreTrainedModel,
     prep: Prepared,
@@ -54,9 +61,18 @@ def evaluate(
     temperature: float,
     generator: torch.Generator,
     text_metrics: bool = True,
+    metric_set: str = "authors",
+    greedy: str = "sampling",
+    examples: bool = True,
     batch_size: int = 512,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """eval/* figures and the generated samples (prefix, generation, reward)."""
+    """eval/* figures and the generated samples (prefix, generation, reward).
+
+    metric_set="rdx": π's samples against every held-out sentence sharing the prefix;
+    "authors": π's greedy continuation (decoding per `greedy`) against the prefix's source
+    sentence, the first held-out sentence that starts with it (rdx keeps one row per distinct
+    prefix; the authors one per test sentence).
+    """
     gen = sample_sequences(
         policy,
         prep.eval,
@@ -80,7 +96,7 @@ def evaluate(
 
     from rdx.pipeline.textmetrics import distinct_n
 
-    metrics = {
+    out = {
         "eval/likelihood": likelihood.mean().item(),
         "eval/reward": reward.mean().item(),
         "eval/acc": teacher_forced_accuracy(policy, prep.eval),
@@ -88,15 +104,41 @@ def evaluate(
         "eval/length": (gen.lengths - gen.prefix_lens).float().mean().item(),
         "eval/distinct2": distinct_n(continuations, 2),
     }
-    if text_metrics:
+    if text_metrics and metric_set == "rdx":
         from rdx.pipeline.textmetrics import text_metrics as compute
 
         scores = compute(full, prep.eval_references)
-        metrics.update({f"eval/{k}": v for k, v in scores.items()})
+        out.update({f"eval/{k}": v for k, v in scores.items()})
+    elif text_metrics:
+        from rdx.pipeline.offpolicy.decoding import greedy_decoding
+        from rdx.pipeline.textmetrics import authors_text_metrics
+
+        greedy_rows = sample_sequences(
+            policy,
+            prep.eval,
+            prep.new_tokens,
+            temperature=0,
+            eos_id=prep.eos_id,
+            batch_size=batch_size,
+            **greedy_decoding(prep.decoding, greedy),
+        )
+        texts = prep.policy_codec.texts(greedy_rows)
+        scores = authors_text_metrics(texts, [refs[0] for refs in prep.eval_references])
+        out.update({f"eval/{k}": v for k, v in scores.items()})
     samples = [
         {"prefix": a, "generation": b, "ended": e, "reward": r, "likelihood": li}
         for a, b, e, r, li in zip(
             prefixes, continuations, ended, reward.tolist(), likelihood.tolist(), strict=True
         )
     ]
-    return metrics, samples
+    if (
+        examples
+    ):  # Table 6: π after the PPLM prefixes, words scored by R (rdx.pipeline.offpolicy.examples)
+        from rdx.pipeline.offpolicy.decoding import greedy_decoding
+        from rdx.pipeline.offpolicy.examples import pplm_examples
+
+        samples += pplm_examples(
+            policy, prep, lambda texts: text_attribute_prob(prep, texts).tolist(),
+            greedy_decoding(prep.decoding, greedy),
+        )  # fmt: skip
+    return out, samples

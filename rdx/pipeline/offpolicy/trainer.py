@@ -46,7 +46,9 @@ from rdx.method.objective import (
 )
 from rdx.pipeline import loop
 from rdx.pipeline.offpolicy.artifacts import Prepared
+from rdx.pipeline.offpolicy.decoding import authors_axes, greedy_decoding
 from rdx.pipeline.offpolicy.evaluate import attribute_prob, evaluate
+from rdx.pipeline.offpolicy.online import online_batch, online_generator
 from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
@@ -160,6 +162,7 @@ def compute_gradient(
     precision: str = "fp32",
     is_clip: float | None = 1.0,
     entropy: bool = True,
+    normalisation: str = "paper",
     micro_batch: int | None = None,
     scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[LossOutput, torch.Tensor]:
@@ -175,7 +178,7 @@ def compute_gradient(
     """
     scale = scale or (lambda loss: loss)
     targets = x[:, 1:]
-    loss_args = dict(is_clip=is_clip, entropy=entropy)
+    loss_args = dict(is_clip=is_clip, entropy=entropy, normalisation=normalisation)
     if micro_batch is None or micro_batch >= len(x):
         with autocast(device, precision):
             logits = policy(input_ids=x[:, :-1]).logits
@@ -266,6 +269,10 @@ class OffPolicy:
             rows = None if chosen is None else chosen[idx]
             x, mask = data.seqs.tokens[idx].to(self.device), data.mask[idx].to(self.device)
             r, bp = reward[idx].to(self.device), beta[idx].to(self.device)
+            if cfg.sampling.online:  # β continues these prefixes afresh (offpolicy.online)
+                gen = online_generator(cfg.seed, epoch, b)
+                fresh = online_batch(cfg, prep, data.seqs.select(idx), gen)
+                x, mask, r, bp = (v.to(self.device) for v in fresh)
             keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, _to(rows, self.device))
             out, acc = self.step(x, mask, r, bp, keep, step)
             if epoch == self.start_epoch and b == 0:
@@ -305,6 +312,7 @@ class OffPolicy:
             precision=t.precision,
             is_clip=t.is_clip,
             entropy=t.entropy,
+            normalisation=t.normalisation,
             scale=self.scaler.scale,
         )
         out, acc = _retry_on_oom(
@@ -332,7 +340,7 @@ class OffPolicy:
             prep.new_tokens,
             temperature=0,
             eos_id=prep.eos_id,
-            **prep.decoding,
+            **greedy_decoding(prep.decoding, self.cfg.eval.greedy),
         )
         greedy = _retry_on_oom(
             decode, "batch_size", self.micro, f"greedy decoding of step {step + 1}"
@@ -361,6 +369,8 @@ class OffPolicy:
             self.prep,
             temperature=self.cfg.sampling.temperature,
             generator=loop.stream(self.cfg.seed, epoch, _EVAL),
+            metric_set=self.cfg.eval.metrics,
+            greedy=self.cfg.eval.greedy,
         )
         rec.update({"train/reward": self.sums["reward"] / self.n_batches, **eval_metrics})
         return rec, samples
@@ -426,4 +436,5 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "kernels": prep.kernels,
         "n_trajectories": len(prep.train),
         "n_eval_prefixes": len(prep.eval),  # what was evaluated (sampling.eval_prefixes caps)
+        **authors_axes(cfg),
     }
