@@ -84,7 +84,7 @@ def _job_overrides(overrides: list[Any]) -> Iterator[list[str]]:
     for o in overrides:
         key = o.get_key_element()
         if o.is_sweep_override():
-            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            choices[key] = [f"{key}={v}" for v in sweep_values(o)]
         else:
             choices[key] = [f"{key}={o.get_value_element_as_str()}"]
     base = [values[0] for values in choices.values()]
@@ -92,6 +92,16 @@ def _job_overrides(overrides: list[Any]) -> Iterator[list[str]]:
     for i, values in enumerate(choices.values()):
         for value in values[1:]:
             yield base[:i] + [value] + base[i + 1 :]
+
+
+def sweep_values(override: Any) -> list[str]:
+    """The values of one sweep override that the pre-launch check validates: every value of
+    a list, range or choice, and both ends of an interval (optuna's `interval(0.1,0.9)`,
+    `tag(log,interval(...))`), which is the most a sampler can propose."""
+    if override.is_interval_sweep():
+        sweep = override.value()
+        return [str(sweep.start), str(sweep.end)]
+    return list(override.sweep_string_iterator())
 
 
 def _hydra_message(err: Exception) -> str:
