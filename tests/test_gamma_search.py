@@ -35,7 +35,9 @@ def test_sweep_values_of_every_sweeper_syntax():
     ["gamma=interval(0.1,0.9)", "trainer.lr=tag(log,interval(1e-4,1e-2))", "gamma=choice(0.2,0.6)"],
 )
 def test_sweeper_syntaxes_pass_the_pre_launch_check(arg, tmp_path):
-    check_overrides(["-m", "sweeps=gamma_search", "experiment=smoke", arg, f"hydra.sweep.dir={tmp_path}"])
+    check_overrides(
+        ["-m", "sweeps=gamma_search", "experiment=smoke", arg, f"hydra.sweep.dir={tmp_path}"]
+    )
 
 
 def test_an_interval_reaching_past_the_allowed_range_fails_in_one_line(tmp_path, capsys):
