@@ -25,13 +25,24 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class LoraConfig:
+    """Adapters of `model.trainable=lora` (rdx.lm.lora, issue 21)."""
+
+    r: int = 8  # rank of each adapter
+    alpha: float = 16.0  # scale alpha/r of the adapter's update
+    target_modules: tuple[str, ...] | None = None  # None: peft's default for the architecture
+    dropout: float = 0.0  # 0: π's probabilities feed the importance weight (DESIGN §11)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Target π."""
 
     name: str = "tiny"
     hub: str | None = None  # Hugging Face name; None = rdx's tiny model
     init: str = "random"  # random | behavior | pretrained (hub weights)
-    trainable: str = "all"  # all | last_layer
+    trainable: str = "all"  # all | last_layer | lora
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass(frozen=True)
@@ -258,7 +269,8 @@ def validate(raw: dict[str, Any]) -> Config:
     if not 0 <= cfg.seed < 2**32:  # seeds derived from it must fit torch's 64-bit seed
         raise ConfigError(f"seed={cfg.seed}: expected an integer in [0, 2**32)")
     _choice("model.init", cfg.model.init, ("random", "behavior", "pretrained"))
-    _choice("model.trainable", cfg.model.trainable, ("all", "last_layer"))
+    _choice("model.trainable", cfg.model.trainable, ("all", "last_layer", "lora"))
+    _check_lora(cfg.model.lora)  # issue 21
     _choice("reward.output", cfg.reward.output, ("logit", "prob"))
     _choice("trainer.precision", cfg.trainer.precision, ("fp32", "bf16", "fp16"))
     _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
@@ -353,6 +365,15 @@ def validate(raw: dict[str, Any]) -> Config:
     else:
         _check_algo(cfg)
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
+
+
+def _check_lora(lora: LoraConfig) -> None:
+    _positive("model.lora.r", lora.r)
+    _positive("model.lora.alpha", lora.alpha)
+    if not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"model.lora.dropout={lora.dropout!r}: expected a number in [0, 1)")
+    if lora.target_modules is not None and not lora.target_modules:
+        raise ConfigError("model.lora.target_modules=[]: expected module names, or null")
 
 
 def _check_launcher(launcher: Any) -> None:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from rdx.config import Config, DropoutConfig
 from rdx.lm.kernels import use_kernels
+from rdx.lm.lora import add_lora, load_trainable_state, lora_axes, trainable_state
 from rdx.lm.models import (
     cast_frozen,
     fixed_dtype,
@@ -78,6 +79,10 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
     policy = use_kernels(policy.float().eval(), prep.kernels)  # hub weights may be float16
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
+    if cfg.model.trainable == "lora":  # issue 21: adapters only (rdx.lm.lora)
+        lora = cfg.model.lora
+        policy = add_lora(policy, r=lora.r, alpha=lora.alpha, target_modules=lora.target_modules, dropout=lora.dropout)  # fmt: skip
+    if cfg.model.trainable in ("last_layer", "lora"):
         cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
     return policy.to(device)
 
@@ -215,7 +220,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     start_epoch, step, history = 0, 0, []
     checkpoint = records.load_checkpoint()
     if checkpoint is not None:
-        policy.load_state_dict(checkpoint["model"])
+        load_trainable_state(policy, checkpoint["model"])  # issue 21: LoRA: adapters only
         optimizer.load_state_dict(checkpoint["optimizer"])
         if "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
@@ -357,7 +362,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         )
         records.save_checkpoint(
             {
-                "model": policy.state_dict(),
+                "model": trainable_state(policy),  # issue 21: LoRA: adapters only
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
                 "epoch": epoch + 1,
@@ -412,6 +417,7 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "model": cfg.model.name,
         "model_hub": cfg.model.hub,
         "trainable": cfg.model.trainable,
+        **lora_axes(cfg.model.trainable, cfg.model.lora),  # issue 21
         "behavior": cfg.behavior.name,
         "reward_model": cfg.reward.name,
         "init": cfg.model.init,
