@@ -80,8 +80,7 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
     if cfg.model.trainable == "lora":  # issue 21: adapters only (rdx.lm.lora)
-        lora = cfg.model.lora
-        policy = add_lora(policy, r=lora.r, alpha=lora.alpha, target_modules=lora.target_modules, dropout=lora.dropout)  # fmt: skip
+        policy = add_lora(policy, **vars(cfg.model.lora))  # r, alpha, target_modules, dropout
     if cfg.model.trainable in ("last_layer", "lora"):
         cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
     return policy.to(device)
