@@ -124,6 +124,7 @@ class TrainerConfig:
     log_every: int = 10
     kernels: str = "onednn"  # onednn | torch: fp32 CPU linear layers (rdx.lm.kernels)
     epoch_metrics: str = "last"  # last | every: epochs that compute train/reward and eval/*
+    strategy: str = "single"  # single | ddp: one run on k processes (rdx.pipeline.ddp)
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("trainer.precision", cfg.trainer.precision, ("fp32", "bf16", "fp16"))
     _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
     _choice("trainer.epoch_metrics", cfg.trainer.epoch_metrics, ("last", "every"))
+    _choice("trainer.strategy", cfg.trainer.strategy, ("single", "ddp"))  # issue 21
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):
@@ -380,7 +382,8 @@ def _check_launcher(launcher: Any) -> None:
     """The launcher group's own keys (conf/launcher/*.yaml), which Config does not hold."""
     if not isinstance(launcher, dict):
         return
-    for key in ("max_parallel", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+    keys = ("max_parallel", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism")
+    for key in (*keys, "tasks_per_node"):  # tasks_per_node: issue 21 (ddp on SLURM)
         value = launcher.get(key)
         if key in launcher and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"launcher.{key}={value!r}: expected an integer >= 1")

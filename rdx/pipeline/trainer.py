@@ -43,6 +43,7 @@ from rdx.method.objective import (
     reward_dropout_loss,
     token_logprobs,
 )
+from rdx.pipeline import ddp
 from rdx.pipeline.artifacts import Prepared
 from rdx.pipeline.evaluate import attribute_prob, evaluate
 from rdx.records import RunRecords
@@ -169,6 +170,7 @@ def compute_gradient(
     entropy: bool = True,
     micro_batch: int | None = None,
     scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: Callable[..., LossOutput] = reward_dropout_loss,  # issue 21: ddp's global clip
 ) -> tuple[LossOutput, torch.Tensor]:
     """Backpropagate J = Σ_i a_i · CE_i of one batch into π's .grad; returns the LossOutput
     and π's teacher-forced accuracy per row (from the same forward pass, before the update).
@@ -186,13 +188,13 @@ def compute_gradient(
     if micro_batch is None or micro_batch >= len(x):
         with autocast(device, precision):
             logits = policy(input_ids=x[:, :-1]).logits
-        out = reward_dropout_loss(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
+        out = loss_fn(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
         scale(out.loss).backward()
         return out, masked_accuracy(logits.detach(), targets, mask)
     parts = range(0, len(x), micro_batch)
     with torch.no_grad(), autocast(device, precision):
         logits = torch.cat([policy(input_ids=x[i : i + micro_batch, :-1]).logits for i in parts])
-    out = reward_dropout_loss(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
+    out = loss_fn(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
     acc = masked_accuracy(logits, targets, mask)
     del logits
     for i in parts:
@@ -208,6 +210,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
     """Run (or resume) training; returns the summary written to summary.json."""
     t = cfg.trainer
     device = resolve_device(t.device)
+    shard, device = ddp.start(t.strategy, device, t.batch_size, records)  # issue 21: DDP
     policy = build_policy(cfg, prep, device)
     params = [p for p in policy.parameters() if p.requires_grad]
     # fused: one kernel for all parameters, ~3x faster than the per-tensor loop on CPU.
@@ -228,6 +231,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         log.info(
             "resuming from %s at epoch %d (step %d)", records.checkpoint_path, start_epoch, step
         )
+    model = shard.wrap(policy)  # issue 21: DDP-wrapped π for the gradient; `policy` else
     # Records of a partial epoch after the checkpoint would be logged twice otherwise.
     records.trim_metrics(start_epoch)
     records.trim_metrics(start_epoch, "trace.jsonl")
@@ -267,20 +271,22 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
             r, bp = reward[idx].to(device), beta[idx].to(device)
             rows = None if chosen is None else chosen[idx].to(device)
             keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, rows)
+            mine = shard.rows(len(idx))  # issue 21: this rank's rows of the global batch
             optimizer.zero_grad(set_to_none=True)
             gradient = partial(
                 compute_gradient,
-                policy,
-                x,
-                mask,
-                r,
-                bp,
-                keep,
+                model,
+                x[mine],
+                mask[mine],
+                r[mine],
+                bp[mine],
+                keep[mine],
                 device=device,
                 precision=t.precision,
                 is_clip=t.is_clip,
                 entropy=t.entropy,
-                scale=scaler.scale,
+                scale=shard.scale(scaler.scale),  # issue 21: × world size under DDP
+                loss_fn=shard.loss_fn(),  # issue 21: global Σw² under DDP
             )
             out, acc = _retry_on_oom(
                 gradient,
@@ -289,6 +295,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 f"step {step + 1}",
                 on_retry=lambda: optimizer.zero_grad(set_to_none=True),
             )
+            out, acc = shard.gather_output(out, acc)  # issue 21: the whole batch's, for metrics
             scaler.step(optimizer)
             scaler.update()
             if epoch == start_epoch and b == 0:
@@ -304,7 +311,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 decode = partial(
                     sample_sequences,
                     policy,
-                    data.seqs.select(idx),
+                    data.seqs.select(idx[mine]),  # issue 21: this rank's rows
                     prep.new_tokens,
                     temperature=0,
                     eos_id=prep.eos_id,
@@ -313,7 +320,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
                 greedy = _retry_on_oom(
                     decode, "batch_size", micro, f"greedy decoding of step {step + 1}"
                 )
-                sums["reward"] += attribute_prob(prep, greedy).mean().item()
+                sums["reward"] += shard.gather(attribute_prob(prep, greedy)).mean().item()
             step += 1
             tokens_seen += int(mask.sum().item())  # scored tokens, not EOS filler
             bar.set_postfix(loss=f"{out.loss.item():.3f}", keep=f"{keep.float().mean().item():.2f}")
@@ -373,6 +380,7 @@ def train(cfg: Config, prep: Prepared, records: RunRecords, logger: WandbLogger)
         )
 
     _mark(records, "trained", t.epochs - 1)
+    shard.close()  # issue 21
     return _summary(cfg, prep, history)
 
 
