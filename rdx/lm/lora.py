@@ -11,12 +11,15 @@ would bias both, as it would in the base model, which runs in eval mode.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+log = logging.getLogger("rdx")
 
 
 def default_targets(model_type: str) -> list[str] | None:
@@ -59,7 +62,10 @@ def add_lora(
         # GPT-2's Conv1D stores weights transposed; peft would warn and set this itself.
         fan_in_fan_out=model_type == "gpt2",
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    trained, total = model.get_nb_trainable_parameters()
+    log.info("lora on %s: %d trainable parameters of %d", ",".join(targets), trained, total)
+    return model
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
