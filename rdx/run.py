@@ -100,6 +100,20 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
         return _execute(cfg, records, threads)
 
 
+def execute_worker(cfg: Config, run_dir: str | Path) -> None:
+    """A rank > 0 of a trainer.strategy=ddp run (issue 21): the same prepare and train as
+    rank 0, which owns the run; this rank writes no records, status or W&B."""
+    from rdx.pipeline.artifacts import prepare
+    from rdx.pipeline.ddp import NullLogger, WorkerRecords
+    from rdx.pipeline.trainer import train
+
+    torch.set_num_threads(default_threads(cfg.trainer.threads))
+    records = WorkerRecords(run_dir)
+    records.identity = config_identity(to_dict(cfg))
+    records.config_hash = config_hash(records.identity)  # rank 0's checkpoint must match
+    train(cfg, prepare(cfg), records, NullLogger())
+
+
 def _check_prior(cfg: Config, records: RunRecords) -> bool:
     """Apply cfg.resume to what the run dir holds; True when it holds this run, completed."""
     identity = records.identity or {}

@@ -227,10 +227,12 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = hydra_cfg.runtime.output_dir
     try:
         config = validate(OmegaConf.to_container(cfg, resolve=True))
-        from rdx.pipeline.ddp import process_rank, run_worker  # issue 21
+        from rdx.pipeline.ddp import process_rank  # issue 21
 
         if process_rank(config.trainer.strategy) > 0:  # a ddp rank > 0 writes no records
-            return run_worker(config, run_dir)
+            from rdx.run import execute_worker
+
+            return execute_worker(config, run_dir)
         from rdx.records import RunRecords
 
         # Held before torch loads: a second launch in this run dir is refused in a second.

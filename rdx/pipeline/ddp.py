@@ -27,10 +27,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rdx.config import Config, ConfigError, to_dict
+from rdx.config import ConfigError
 from rdx.method.distributed import global_reward_dropout_loss, shard_rows
 from rdx.method.objective import LossOutput, reward_dropout_loss
-from rdx.records import RunRecords, config_hash, config_identity
+from rdx.records import RunRecords
 
 log = logging.getLogger("rdx")
 
@@ -180,16 +180,3 @@ class NullLogger:
 
     def log(self, *args: Any, **kwargs: Any) -> None:
         pass
-
-
-def run_worker(cfg: Config, run_dir: str | Path) -> None:
-    """A rank > 0 of a ddp run: the same prepare and train as rank 0, without records."""
-    from rdx.pipeline.artifacts import prepare
-    from rdx.pipeline.trainer import train
-    from rdx.run import default_threads
-
-    torch.set_num_threads(default_threads(cfg.trainer.threads))
-    records = WorkerRecords(run_dir)
-    records.identity = config_identity(to_dict(cfg))
-    records.config_hash = config_hash(records.identity)
-    train(cfg, prepare(cfg), records, NullLogger())
