@@ -49,10 +49,13 @@ def _slurm_env() -> None:
 
 
 def process_rank(strategy: str) -> int:
-    """This process's rank in a ddp run (0 for every other run)."""
+    """This process's rank in a ddp run (0 for every other run). Under ddp on GPU it also
+    makes cuda:LOCAL_RANK the current device, before β and R are loaded onto "cuda"."""
     if strategy != "ddp":
         return 0
     _slurm_env()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return int(os.environ.get("RANK", "0"))
 
 
