@@ -277,6 +277,12 @@ def validate(raw: dict[str, Any]) -> Config:
     _choice("trainer.kernels", cfg.trainer.kernels, KERNELS)
     _choice("trainer.epoch_metrics", cfg.trainer.epoch_metrics, ("last", "every"))
     _choice("trainer.strategy", cfg.trainer.strategy, ("single", "ddp"))  # issue 21
+    for key, value, what in (
+        ("trainer.strategy", cfg.trainer.strategy, "ddp"),
+        ("model.trainable", cfg.model.trainable, "lora"),
+    ):
+        if value == what and cfg.algo.name != "offpolicy":  # PPO/DPO train π their own way
+            raise ConfigError(f"{key}={what} with algo={cfg.algo.name}: only algo=offpolicy has it")
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("auto", "online", "offline", "disabled"))
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):

@@ -104,3 +104,20 @@ def test_two_process_run_summary_equals_one_process_run(tmp_path):
     assert "resuming from" in proc.stdout + proc.stderr  # both ranks log it
     epochs = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [0, 1, 2]
+
+
+def test_ddp_without_a_launcher_or_with_an_uneven_batch_fails_in_one_line(tmp_path, monkeypatch):
+    from rdx.config import ConfigError
+    from rdx.pipeline.ddp import Shard, start
+    from rdx.records import RunRecords
+
+    for var in ("RANK", "WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    cpu = torch.device("cpu")
+    assert start("single", cpu, 8, RunRecords(tmp_path)) == (Shard(), cpu)
+    with pytest.raises(ConfigError, match="trainer.strategy=ddp: no RANK/WORLD_SIZE .* torchrun"):
+        start("ddp", cpu, 8, RunRecords(tmp_path))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ConfigError, match="trainer.batch_size=8: must split evenly over the 3"):
+        start("ddp", cpu, 8, RunRecords(tmp_path))

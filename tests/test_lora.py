@@ -113,11 +113,12 @@ def test_xglm_without_target_modules_names_the_key(hub):
         ("model.lora.r=0", "model.lora.r=0: expected a number > 0"),
         ("model.lora.dropout=1.0", "model.lora.dropout=1.0: expected a number in [0, 1)"),
         ("model.trainable=adapters", "model.trainable='adapters': expected one of"),
+        ("experiment=harmless model.trainable=lora", "model.trainable=lora with algo=ppo"),
     ],
 )
 def test_bad_lora_settings_fail_in_one_line(override, message):
     with pytest.raises(ConfigError) as err:
-        compose_cfg("experiment=smoke", override)
+        compose_cfg("experiment=smoke", *override.split())
     assert str(err.value).startswith(message)
 
 
