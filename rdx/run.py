@@ -26,7 +26,6 @@ from rdx.records import (
     write_atomic,
     write_json,
 )
-from rdx.selection import heldout_acc_plus_reward
 
 log = logging.getLogger("rdx")
 
@@ -85,8 +84,7 @@ def preflight(cfg: Config) -> None:
 
 
 def execute(cfg: Config, run_dir: str | Path) -> float | None:
-    """Run or resume the job in run_dir; returns the held-out Acc+Reward that
-    Hydra sweepers optimise (rdx.selection; summary.json holds the train-batch figure too).
+    """Run or resume the job in run_dir; returns Acc+Reward (Hydra sweepers may optimise it).
 
     The run dir is held for the whole run (a second process gets RunDirError). A dir that
     holds a run (a checkpoint or a summary) is resumed, or answered from, only when that run
@@ -176,7 +174,7 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
     records.config_hash = config_hash(records.identity)
     if _check_prior(cfg, records):
         log.info("%s already completed with these settings; nothing to do", records.dir)
-        return heldout_acc_plus_reward(read_json(summary_path))  # issue 21: sweeper objective
+        return read_json(summary_path)["acc_plus_reward"]
 
     write_atomic(records.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     records.set_status("running", config_hash=records.config_hash)
@@ -255,7 +253,7 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
         summary["acc_plus_reward"],
         summary_path,
     )
-    return heldout_acc_plus_reward(summary)  # issue 21: the sweeper objective
+    return summary["acc_plus_reward"]
 
 
 def one_line(err: BaseException) -> str:

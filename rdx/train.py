@@ -240,7 +240,10 @@ def main(cfg: DictConfig) -> float | None:
             from rdx.run import execute, preflight
 
             preflight(config)
-            return execute(config, run_dir)
+            execute(config, run_dir)
+            from rdx.selection import sweep_value
+
+            return sweep_value(run_dir)  # issue 21: held-out Acc+Reward, what sweepers maximise
     except Exception as err:
         line = _user_error(err)
         if line is None:

@@ -81,3 +81,13 @@ def test_three_trial_search_writes_the_best_gamma(tmp_path):
     best = max(trials, key=trials.get)
     assert result["best_params"]["gamma"] == pytest.approx(best)
     assert result["best_value"] == pytest.approx(trials[best])
+
+
+def test_sweep_value_reads_the_run_dirs_summary(tmp_path):
+    from rdx.selection import sweep_value
+
+    assert sweep_value(tmp_path) is None  # stage=prepare writes no summary
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"acc_plus_reward": 1.7, "eval/acc": 0.125, "eval/reward": 0.5})
+    )
+    assert sweep_value(tmp_path) == pytest.approx(0.625)

@@ -48,7 +48,7 @@ def test_run_writes_every_record(finished):
     assert status["state"] == "completed" and status["error"] is None and status["ended"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["acc_plus_reward"] == pytest.approx(summary["acc"] + summary["reward"])
-    assert result == pytest.approx(summary["eval/acc"] + summary["eval/reward"])  # held out
+    assert result == pytest.approx(summary["acc_plus_reward"])
     assert 0 <= summary["acc"] <= 1 and 0 <= summary["reward"] <= 1
     for key in (
         "likelihood",
