@@ -1,4 +1,4 @@
-"""Does a DDP step give one process's gradient? A check on CPU (gloo) or your GPUs.
+"""Does a DDP step give one process's gradient? A check on CPU processes (gloo).
 
     python -m rdx.pipeline.ddp_check            # 2 CPU processes, gloo
     python -m rdx.pipeline.ddp_check --world 4
