@@ -39,6 +39,16 @@ def one_of(*allowed: str, default: str | None = None) -> Any:
 
 
 @dataclass(frozen=True)
+class LoraConfig:
+    """Adapters of `model.trainable=lora` (rdx.lm.lora)."""
+
+    r: int = 8  # rank of each adapter
+    alpha: float = 16.0  # scale alpha/r of the adapter's update
+    target_modules: tuple[str, ...] | None = None  # None: peft's default for the architecture
+    dropout: float = 0.0  # 0: π's probabilities feed the importance weight (docs/design.md)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Target π."""
 
@@ -46,7 +56,9 @@ class ModelConfig:
     hub: str | None = None  # a Hugging Face name (or a saved dir); None = rdx's tiny GPT-2
     # random: fresh weights (the paper's Fig. 3a) | behavior: β's | pretrained: the hub's
     init: str = one_of("random", "behavior", "pretrained")
-    trainable: str = one_of("all", "last_layer")  # last_layer: the paper's ≥1B targets
+    # last_layer: the paper's ≥1B targets; lora: adapters only (rdx.lm.lora)
+    trainable: str = one_of("all", "last_layer", "lora")
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,9 @@ class TrainerConfig:
     # paper: CE_i and π̄_i as masked means (docs/design.md §2); authors: CE summed over the
     # padded width, π̄ over all positions, pads included (their RLHF_train.py:249, 383)
     normalisation: str = one_of("paper", "authors")
+    # single | ddp: one run on k processes, launched by torchrun or launcher=slurm
+    # launcher.tasks_per_node=k (rdx.pipeline.ddp)
+    strategy: str = one_of("single", "ddp")
 
 
 @dataclass(frozen=True)
@@ -428,6 +443,13 @@ def validate(raw: dict[str, Any]) -> Config:
 
     if not 0 <= cfg.seed < 2**32:  # seeds derived from it must fit torch's 64-bit seed
         raise ConfigError(f"seed={cfg.seed}: expected an integer in [0, 2**32)")
+    _check_lora(cfg.model.lora)
+    for key, value, what in (
+        ("trainer.strategy", cfg.trainer.strategy, "ddp"),
+        ("model.trainable", cfg.model.trainable, "lora"),
+    ):
+        if value == what and cfg.algo.name != "offpolicy":  # PPO/DPO train π their own way
+            raise ConfigError(f"{key}={what} with algo={cfg.algo.name}: only algo=offpolicy has it")
     if cfg.trainer.device != "auto" and not cfg.trainer.device.startswith(("cpu", "cuda", "mps")):
         raise ConfigError(
             f"trainer.device={cfg.trainer.device!r}: expected auto, cpu, cuda[:N] or mps"
@@ -524,11 +546,21 @@ def validate(raw: dict[str, Any]) -> Config:
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
 
 
+def _check_lora(lora: LoraConfig) -> None:
+    _positive("model.lora.r", lora.r)
+    _positive("model.lora.alpha", lora.alpha)
+    if not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"model.lora.dropout={lora.dropout!r}: expected a number in [0, 1)")
+    if lora.target_modules is not None and not lora.target_modules:
+        raise ConfigError("model.lora.target_modules=[]: expected module names, or null")
+
+
 def _check_launcher(launcher: Any) -> None:
     """The launcher group's own keys (conf/launcher/*.yaml), which Config does not hold."""
     if not isinstance(launcher, dict):
         return
-    for key in ("max_parallel", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+    keys = ("max_parallel", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism")
+    for key in (*keys, "tasks_per_node"):  # tasks_per_node: ddp on SLURM
         value = launcher.get(key)
         if key in launcher and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"launcher.{key}={value!r}: expected an integer >= 1")

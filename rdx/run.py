@@ -96,6 +96,21 @@ def execute(cfg: Config, run_dir: str | Path) -> float | None:
         return _execute(cfg, records, threads)
 
 
+def execute_worker(cfg: Config, run_dir: str | Path) -> None:
+    """A rank > 0 of a trainer.strategy=ddp run: the same prepare and train as
+    rank 0, which owns the run; this rank writes no records, status or W&B."""
+    from rdx.pipeline.algos import algo_for
+    from rdx.pipeline.ddp import NullLogger, WorkerRecords
+
+    prepare, train = algo_for(cfg.algo.name)  # offpolicy: the only algo with ddp
+
+    torch.set_num_threads(default_threads(cfg.trainer.threads))
+    records = WorkerRecords(run_dir)
+    records.identity = config_identity(to_dict(cfg))
+    records.config_hash = config_hash(records.identity)  # rank 0's checkpoint must match
+    train(cfg, prepare(cfg), records, NullLogger())
+
+
 def _check_prior(cfg: Config, records: RunRecords) -> bool:
     """Apply cfg.resume to what the run dir holds; True when it holds this run, completed."""
     identity = records.identity or {}

@@ -100,7 +100,7 @@ def _job_overrides(overrides: list[Any]) -> Iterator[tuple[list[str], str | None
     for o in overrides:
         key = o.get_key_element()
         if o.is_sweep_override():
-            values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            values = [f"{key}={v}" for v in sweep_values(o)]
             choices[key] = list(dict.fromkeys(values))  # 200 values of 5 distinct: 5 checks
         else:
             choices[key] = [f"{key}={o.get_value_element_as_str()}"]
@@ -138,6 +138,16 @@ def _split_argv(argv: list[str]) -> tuple[bool, str, list[str]] | None:
     if not name or not (CONF / f"{name.removesuffix('.yaml')}.yaml").is_file():
         return None  # Hydra names the missing config itself
     return multirun, name.removesuffix(".yaml"), overrides
+
+
+def sweep_values(override: Any) -> list[str]:
+    """The values of one sweep override that the pre-launch check validates: every value of
+    a list, range or choice, and both ends of an interval (optuna's `interval(0.1,0.9)`,
+    `tag(log,interval(...))`), which is the most a sampler can propose."""
+    if override.is_interval_sweep():
+        sweep = override.value()
+        return [str(sweep.start), str(sweep.end)]
+    return list(override.sweep_string_iterator())
 
 
 def _hydra_message(err: Exception) -> str:
@@ -308,6 +318,12 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = hydra_cfg.runtime.output_dir
     try:
         config = validate(OmegaConf.to_container(cfg, resolve=True))
+        from rdx.pipeline.ddp import process_rank
+
+        if process_rank(config.trainer.strategy) > 0:  # a ddp rank > 0 writes no records
+            from rdx.run import execute_worker
+
+            return execute_worker(config, run_dir)
         from rdx.records import RunRecords
 
         # Held before torch loads: a second launch in this run dir is refused in a second.
@@ -315,7 +331,10 @@ def main(cfg: DictConfig) -> float | None:
             from rdx.run import execute, preflight
 
             preflight(config)
-            return execute(config, run_dir)
+            execute(config, run_dir)
+            from rdx.selection import sweep_value
+
+            return sweep_value(run_dir)  # held-out Acc+Reward: what sweepers maximise
     except Exception as err:
         line = _user_error(err)
         if line is None:

@@ -78,7 +78,8 @@ def test_no_import_cycles():
 def test_the_method_imports_nothing_of_the_pipeline():
     graph = _graph()
     method = [m for m in graph if m.startswith("rdx.method")]
-    assert len(method) == 6  # the package, dropout, objective, ppo, dpo, bradley_terry
+    # the package, dropout, objective, distributed, ppo, dpo, bradley_terry
+    assert len(method) == 7
     for name in method:
         assert all(m.startswith("rdx.method") for m in graph[name]), (name, graph[name])
 

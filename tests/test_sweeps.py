@@ -42,8 +42,16 @@ def job_config(*overrides: str) -> Config:
 
 
 def sweep_params(preset: str) -> dict[str, list[str]]:
+    """Each swept key's values (an optuna interval's two ends, as the pre-launch check)."""
+    from rdx.train import sweep_values
+
     params = compose_full(f"sweeps={preset}").hydra.sweeper.params
-    return {key: str(value).split(",") for key, value in params.items()}
+    parser = OverridesParser.create()
+    parsed = {key: parser.parse_overrides([f"{key}={value}"])[0] for key, value in params.items()}
+    return {
+        key: sweep_values(o) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        for key, o in parsed.items()
+    }
 
 
 def sweep_jobs(preset: str, *extra: str) -> list[list[str]]:
@@ -226,7 +234,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         (
             "sweeps=tabel1",
             "rdx: config error: sweeps='tabel1': expected one of fig3, fig3_authors, fig4, "
-            "rules, smoke, table1",
+            "gamma_search, rules, smoke, table1, table2, table2_lora, tables34",
         ),
         (
             "launcher=slrum",

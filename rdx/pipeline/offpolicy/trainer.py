@@ -24,6 +24,7 @@ from tqdm import tqdm
 from rdx.config import Config, DropoutConfig
 from rdx.finite import check_step
 from rdx.lm.kernels import use_kernels
+from rdx.lm.lora import add_lora, load_trainable_state, lora_axes, trainable_state
 from rdx.lm.models import (
     cast_frozen,
     fixed_dtype,
@@ -44,7 +45,7 @@ from rdx.method.objective import (
     reward_dropout_loss,
     token_logprobs,
 )
-from rdx.pipeline import loop
+from rdx.pipeline import ddp, loop
 from rdx.pipeline.offpolicy.artifacts import Prepared
 from rdx.pipeline.offpolicy.decoding import authors_axes, greedy_decoding
 from rdx.pipeline.offpolicy.evaluate import attribute_prob, evaluate
@@ -77,6 +78,9 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
     policy = use_kernels(policy.float().eval(), prep.kernels)  # hub weights may be float16
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
+    if cfg.model.trainable == "lora":  # adapters only (rdx.lm.lora)
+        policy = add_lora(policy, **vars(cfg.model.lora))  # r, alpha, target_modules, dropout
+    if cfg.model.trainable in ("last_layer", "lora"):
         cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
     return policy.to(device)
 
@@ -165,6 +169,7 @@ def compute_gradient(
     normalisation: str = "paper",
     micro_batch: int | None = None,
     scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: Callable[..., LossOutput] = reward_dropout_loss,
 ) -> tuple[LossOutput, torch.Tensor]:
     """Backpropagate J = Σ_i a_i · CE_i of one batch into π's .grad; returns the LossOutput
     and π's teacher-forced accuracy per row (from the same forward pass, before the update).
@@ -182,13 +187,13 @@ def compute_gradient(
     if micro_batch is None or micro_batch >= len(x):
         with autocast(device, precision):
             logits = policy(input_ids=x[:, :-1]).logits
-        out = reward_dropout_loss(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
+        out = loss_fn(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
         scale(out.loss).backward()
         return out, masked_accuracy(logits.detach(), targets, mask)
     parts = range(0, len(x), micro_batch)
     with torch.no_grad(), autocast(device, precision):
         logits = torch.cat([policy(input_ids=x[i : i + micro_batch, :-1]).logits for i in parts])
-    out = reward_dropout_loss(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
+    out = loss_fn(logits, targets, mask, reward, behavior_prob, keep, **loss_args)
     acc = masked_accuracy(logits, targets, mask)
     del logits
     for i in parts:
@@ -214,8 +219,12 @@ class OffPolicy:
     def __init__(self, cfg: Config, prep: Prepared, records: RunRecords):
         self.cfg, self.prep, self.records = cfg, prep, records
         t = cfg.trainer
-        self.device = resolve_device(t.device)
+        # One process, or this rank's share of every batch under trainer.strategy=ddp.
+        self.shard, self.device = ddp.start(
+            t.strategy, resolve_device(t.device), t.batch_size, records
+        )
         self.policy = build_policy(cfg, prep, self.device)
+        self.model = self.policy  # what the gradient runs through: DDP-wrapped in begin()
         params = [p for p in self.policy.parameters() if p.requires_grad]
         # fused: one kernel for all parameters, ~3x faster than the per-tensor loop on CPU.
         fused = self.device.type in ("cpu", "cuda") and all(
@@ -224,7 +233,11 @@ class OffPolicy:
         self.optimizer = torch.optim.Adam(params, lr=t.lr, fused=fused or None)
         # fp16 gradients underflow without loss scaling (nanoGPT does the same); a no-op else.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
-        self.state = {"model": self.policy, "optimizer": self.optimizer, "scaler": self.scaler}
+        self.state = {
+            "model": _Trainable(self.policy),
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+        }
 
         n = len(prep.train)
         # drop the last partial batch: quantiles of a tiny batch are noise
@@ -239,6 +252,7 @@ class OffPolicy:
 
     def begin(self, start_epoch: int, records: RunRecords, logger: WandbLogger) -> None:
         self.start_epoch = start_epoch
+        self.model = self.shard.wrap(self.policy)  # after resume: every rank holds its weights
 
     def measured(self, epoch: int) -> bool:
         """train/reward's greedy decoding and the held-out evaluation cost a third of an
@@ -284,7 +298,8 @@ class OffPolicy:
             # prefixes (in `measured` epochs).
             sums["acc"] += acc.mean().item()
             if measured:
-                sums["reward"] += self.greedy_reward(data.seqs.select(idx), step)
+                mine = idx[self.shard.rows(len(idx))]  # this rank's rows; gathered after
+                sums["reward"] += self.greedy_reward(data.seqs.select(mine), step)
             step += 1
             tokens_seen += int(mask.sum().item())  # scored tokens, not EOS filler
             bar.set_postfix(loss=f"{out.loss.item():.3f}", keep=f"{keep.float().mean().item():.2f}")
@@ -300,20 +315,22 @@ class OffPolicy:
         """One optimisation step on a batch (retried in halved micro-batches on CUDA OOM)."""
         t = self.cfg.trainer
         self.optimizer.zero_grad(set_to_none=True)
+        mine = self.shard.rows(len(x))  # this rank's rows of the batch (all with one process)
         gradient = partial(
             compute_gradient,
-            self.policy,
-            x,
-            mask,
-            reward,
-            behavior_prob,
-            keep,
+            self.model,
+            x[mine],
+            mask[mine],
+            reward[mine],
+            behavior_prob[mine],
+            keep[mine],
             device=self.device,
             precision=t.precision,
             is_clip=t.is_clip,
             entropy=t.entropy,
             normalisation=t.normalisation,
-            scale=self.scaler.scale,
+            scale=self.shard.scale(self.scaler.scale),  # × world size under DDP
+            loss_fn=self.shard.loss_fn(),  # the clip from the global Σw² under DDP
         )
         out, acc = _retry_on_oom(
             gradient,
@@ -322,6 +339,7 @@ class OffPolicy:
             f"step {step + 1}",
             on_retry=lambda: self.optimizer.zero_grad(set_to_none=True),
         )
+        out, acc = self.shard.gather_output(out, acc)  # the whole batch's, for the metrics
         # fp16's GradScaler skips steps with inf gradients itself: check only the loss.
         params = None if self.scaler.is_enabled() else self.optimizer.param_groups[0]["params"]
         check_step(step + 1, out.loss, params)
@@ -345,7 +363,7 @@ class OffPolicy:
         greedy = _retry_on_oom(
             decode, "batch_size", self.micro, f"greedy decoding of step {step + 1}"
         )
-        return attribute_prob(prep, greedy).mean().item()
+        return self.shard.gather(attribute_prob(prep, greedy)).mean().item()
 
     def step_record(self, out: LossOutput, keep: torch.Tensor, tokens_per_s: float) -> dict:
         return {
@@ -380,9 +398,23 @@ class OffPolicy:
 
     def finish(self, records: RunRecords) -> None:
         _mark(records, "trained", self.cfg.trainer.epochs - 1)
+        self.shard.close()
 
     def summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         return _summary(self.cfg, self.prep, history)
+
+
+class _Trainable:
+    """π's weights as checkpoint.pt holds them: a LoRA π's adapters only, else all."""
+
+    def __init__(self, policy: torch.nn.Module):
+        self.policy = policy
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return trainable_state(self.policy)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        load_trainable_state(self.policy, state)
 
 
 def _to(rows: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -423,6 +455,7 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         **loop.headline(last["train/acc"], last["train/reward"], last),
         "reward_model_accuracy": prep.reward_accuracy,
         **loop.axes(cfg),
+        **lora_axes(cfg.model.trainable, cfg.model.lora),
         # an axis of the random arm only: a quantile run with it set is the same run
         "random_replacement": (
             cfg.dropout.random_replacement if cfg.dropout.mode == "random" else None
