@@ -89,6 +89,10 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # HF's: divide (or multiply, if < 0) seen tokens' logits
     prefix_pool: str = "attribute"  # attribute | task (both labels; the label picks R's class)
     fresh_per_epoch: int = 1  # k sample sets of β; epoch e trains on set e mod k
+    allow_fewer_prefixes: bool = True  # false: fewer prefixes than num_prefixes is an error
+    shards: int = 1  # prepare: β's rows split over this many shard jobs (rdx.pipeline.shards)
+    shard: int | None = None  # set per shard job: build this shard's chunks only
+    chunk_rows: int = 8192  # rows per checkpointed chunk of β's sampling and scoring
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,10 @@ def validate(raw: dict[str, Any]) -> Config:
     s = cfg.sampling
     for key in ("prefix_len", "num_prefixes", "samples_per_prefix", "eval_prefixes", "batch_size"):
         _positive(f"sampling.{key}", getattr(s, key))
+    _positive("sampling.shards", s.shards)
+    _positive("sampling.chunk_rows", s.chunk_rows)
+    if s.shard is not None and not 0 <= s.shard < s.shards:
+        raise ConfigError(f"sampling.shard={s.shard}: must be in [0, sampling.shards={s.shards})")
     if s.total_len <= s.prefix_len:
         raise ConfigError(
             f"sampling.total_len={s.total_len}: must exceed sampling.prefix_len={s.prefix_len}"

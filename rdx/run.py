@@ -185,6 +185,13 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
                 group=cfg.sweep,
                 tags=[sha] if sha else [],
             )
+            if cfg.stage == "prepare" and cfg.sampling.shard is not None:
+                from rdx.pipeline.artifacts import prepare_shard  # one shard job of rdx.prepare
+
+                log.info("shard ready: %d chunk entries", len(prepare_shard(cfg)))
+                records.set_status("completed")
+                logger.finish()
+                return None
             if cfg.algo.name == "offpolicy":
                 from rdx.pipeline.artifacts import prepare
                 from rdx.pipeline.trainer import train

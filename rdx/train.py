@@ -216,7 +216,11 @@ def main(cfg: DictConfig) -> float | None:
     logging.raiseExceptions = False
     run_dir = hydra_cfg.runtime.output_dir
     try:
-        config = validate(OmegaConf.to_container(cfg, resolve=True))
+        raw = OmegaConf.to_container(cfg, resolve=True)
+        config = validate(raw)
+        from rdx.devices import pin_worker_gpu
+
+        pin_worker_gpu(raw.get("launcher"))  # before CUDA starts: local/joblib, a GPU per worker
         from rdx.records import RunRecords
 
         # Held before torch loads: a second launch in this run dir is refused in a second.

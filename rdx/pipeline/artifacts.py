@@ -34,7 +34,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rdx.config import BehaviorConfig, Config, RewardConfig, SamplingConfig
+from rdx.config import BehaviorConfig, Config, RewardConfig
 from rdx.data.corpus import Corpus, Example
 from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
@@ -50,16 +50,17 @@ from rdx.lm.models import (
     tiny_gpt2,
 )
 from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
-from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
 from rdx.pipeline.cache import cached
+from rdx.pipeline.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, row_plan
 
 log = logging.getLogger("rdx")
 
 SAMPLING_SEED = 0  # fixed: β's trajectories are shared by every seed of a sweep
 PRETRAIN_BLOCK = 32  # tokens per LM window: covers one T=30 trajectory, half the cost of 64
-TEXT_FIELDS = ("prefix", "continuation", "ended")  # a trajectory as text (Codec.decode)
+# sampling keys that change how β's rows are computed or checked, never what they are
+HOW_COMPUTED = ("batch_size", "shards", "shard", "chunk_rows", "allow_fewer_prefixes")
 
 
 @dataclass
@@ -166,7 +167,8 @@ def artifact_keys(
         for key in ("n_layer", "n_embd", "n_head"):  # tiny-only sizes
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
-    sampling = {k: v for k, v in dataclasses.asdict(cfg.sampling).items() if k != "batch_size"}
+    # How the rows are computed (batch, shards, chunks) changes no row (rdx.pipeline.shards).
+    sampling = {k: v for k, v in dataclasses.asdict(cfg.sampling).items() if k not in HOW_COMPUTED}
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
     pool = task if cfg.sampling.prefix_pool == "task" else cfg.attribute
     traj_key = {
@@ -182,12 +184,38 @@ def artifact_keys(
         "behavior": behavior_key,
         "reward": reward_key,
         "trajectories": traj_key,
-        "scores": {"trajectories": traj_key, "reward": reward_key, "dtype": dtype},
+        "scores": {
+            "trajectories": traj_key,
+            "reward": reward_key,
+            "dtype": dtype,
+            "score_block": SCORE_BLOCK,
+        },
     }
 
 
-def prepare(cfg: Config) -> Prepared:
-    """Build (or reuse) every artifact of the run's (dataset, attribute) and load them."""
+@dataclass
+class Fixed:
+    """The run's corpus and fixed models, loaded, with the artifacts' keys: what both
+    `prepare` and a shard job (`prepare_shard`) start from."""
+
+    corpus: Corpus
+    task: str
+    label: int
+    tok_dir: Path | None
+    tokenizer: Any
+    behavior: PreTrainedModel
+    behavior_codec: Codec
+    behavior_id: str
+    reward_model: PreTrainedModel
+    reward_tokenizer: PreTrainedTokenizerBase
+    rew_dir: Path
+    kernels: str
+    stage: Stage  # β's sampling and scoring, chunked (rdx.pipeline.shards)
+
+
+def load_fixed(cfg: Config) -> Fixed:
+    """Build (or reuse) the tokenizer, β and R of the run's (dataset, attribute), load them,
+    and set up β's sampling stage."""
     corpus = load_corpus(
         cfg.dataset.name,
         path=cfg.dataset.path,
@@ -201,7 +229,6 @@ def prepare(cfg: Config) -> Prepared:
     kernels = effective(cfg.trainer.kernels, device, dtype)
     keys = artifact_keys(cfg, corpus, task, str(dtype).removeprefix("torch."), kernels)
     root, s = cfg.cache_dir, cfg.sampling
-    threads = torch.get_num_threads()
 
     # The corpus tokenizer: for every tiny model (β, R, or a tiny π beside a hub β).
     tok_dir = tokenizer = None
@@ -218,38 +245,65 @@ def prepare(cfg: Config) -> Prepared:
     reward_model, reward_tokenizer, rew_dir = load_reward(
         cfg, corpus, task, keys, tok_dir, device, kernels
     )
-    reward_accuracy = json.loads((rew_dir / "metrics.json").read_text())["heldout_accuracy"]
     reward_model = use_kernels(reward_model.to(device, dtype), kernels)
 
-    codec = behavior_codec
     # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
     label_ok = (lambda e: True) if s.prefix_pool == "task" else (lambda e: e.label == label)
-    in_task = [e for e in corpus.train if e.task == task and label_ok(e)]
-    held_out = [e for e in corpus.test if e.task == task and label_ok(e)]
-    build = partial(
-        build_trajectories,
+    in_task = [e.text for e in corpus.train if e.task == task and label_ok(e)]
+    held_out = [e.text for e in corpus.test if e.task == task and label_ok(e)]
+    stage = Stage(
         behavior=behavior,
-        codec=codec,
-        train_texts=[e.text for e in in_task],
-        test_texts=[e.text for e in held_out],
+        codec=behavior_codec,
+        reward_model=reward_model,
+        reward_tokenizer=reward_tokenizer,
         sampling=s,
+        plan_fn=partial(row_plan, behavior_codec, in_task, held_out, s, SAMPLING_SEED),
+        cache_dir=root,
+        traj_key=keys["trajectories"],
+        scores_key=keys["scores"],
     )
-    traj_dir = cached(root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION)
+    return Fixed(
+        corpus=corpus,
+        task=task,
+        label=label,
+        tok_dir=tok_dir,
+        tokenizer=tokenizer,
+        behavior=behavior,
+        behavior_codec=behavior_codec,
+        behavior_id=behavior_id,
+        reward_model=reward_model,
+        reward_tokenizer=reward_tokenizer,
+        rew_dir=rew_dir,
+        kernels=kernels,
+        stage=stage,
+    )
+
+
+def prepare_shard(cfg: Config) -> list[Path]:
+    """A shard job of `python -m rdx.prepare sampling.shards=N`: sample and score this
+    shard's chunks of β's rows (cached; the merge happens in the runs' prepare)."""
+    threads = torch.get_num_threads()
+    fixed = load_fixed(cfg)
+    done = fixed.stage.build_shard(cfg.sampling.shard, cfg.sampling.shards)
+    torch.set_num_threads(threads)
+    return done
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Build (or reuse) every artifact of the run's (dataset, attribute) and load them."""
+    threads = torch.get_num_threads()
+    f = load_fixed(cfg)
+    s, root, codec, stage = cfg.sampling, cfg.cache_dir, f.behavior_codec, f.stage
+    behavior_codec, tokenizer = f.behavior_codec, f.tokenizer
+    reward_accuracy = json.loads((f.rew_dir / "metrics.json").read_text())["heldout_accuracy"]
+    traj_dir = cached(
+        root, "trajectories", stage.traj_key, stage.merged_trajectories, TRAJECTORIES_VERSION
+    )
     traj = torch.load(traj_dir / "trajectories.pt", weights_only=True)  # plain data: no code runs
     p = traj["prefix_len"]
     eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
     behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
-
-    build = partial(
-        build_scores,
-        sets=behavior_sets,
-        behavior=behavior,
-        codec=codec,
-        reward_model=reward_model,
-        reward_tokenizer=reward_tokenizer,
-        batch_size=s.batch_size,
-    )
-    scores_dir = cached(root, "scores", keys["scores"], build, SCORES_VERSION)
+    scores_dir = cached(root, "scores", stage.scores_key, stage.merged_scores, SCORES_VERSION)
     scores = torch.load(scores_dir / "scores.pt", weights_only=True)
     torch.set_num_threads(threads)
 
@@ -274,14 +328,14 @@ def prepare(cfg: Config) -> Prepared:
         )
     ]
     return Prepared(
-        corpus=corpus,
-        task=task,
-        label=label,
-        behavior=behavior,
+        corpus=f.corpus,
+        task=f.task,
+        label=f.label,
+        behavior=f.behavior,
         behavior_codec=behavior_codec,
         policy_codec=policy_codec,
-        reward_model=reward_model,
-        reward_tokenizer=reward_tokenizer,
+        reward_model=f.reward_model,
+        reward_tokenizer=f.reward_tokenizer,
         reward_accuracy=reward_accuracy,
         sets=sets,
         groups=traj["groups"],
@@ -294,13 +348,13 @@ def prepare(cfg: Config) -> Prepared:
         eval_prefix_texts=traj["eval"]["prefix"],
         eval_references=traj["eval_references"],
         new_tokens=s.total_len - s.prefix_len,
-        kernels=kernels,
+        kernels=f.kernels,
         paths={
             name: str(path)
             for name, path in (
-                ("tokenizer", tok_dir),
-                ("behavior", behavior_id),
-                ("reward", rew_dir),
+                ("tokenizer", f.tok_dir),
+                ("behavior", f.behavior_id),
+                ("reward", f.rew_dir),
                 ("trajectories", traj_dir),
                 ("scores", scores_dir),
             )
@@ -396,96 +450,12 @@ def build_reward(
 
 # 2: trajectories also stored as text (different tokenizers); 3: a list of sample sets,
 # the prefix group of each row, decoding options (stop_at_eos, top_k, repetition penalty);
-# 4: tokens drawn by inversion (rdx.lm.draw), another stream than torch.multinomial's
-TRAJECTORIES_VERSION = 4
-
-
-def build_trajectories(
-    out: Path,
-    *,
-    behavior: PreTrainedModel,
-    codec: Codec,
-    train_texts: list[str],
-    test_texts: list[str],
-    sampling: SamplingConfig,
-) -> None:
-    """β's samples of the pool's training prefixes (k per prefix) and of held-out prefixes
-    (with their reference sentences), in β's tokens and as text.
-
-    Set 0 and the held-out samples come from one stream seeded SAMPLING_SEED; each further
-    set of `fresh_per_epoch` continues the same prefixes from a stream of its own.
-    """
-    s = sampling
-    g = torch.Generator().manual_seed(SAMPLING_SEED)
-    width = len(codec.bos) + s.prefix_len
-    prefixes = torch.tensor(codec.prefix_ids(train_texts, s.prefix_len), dtype=torch.long)
-    prefixes = prefixes.reshape(-1, width)
-    pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
-    if len(pick) < s.num_prefixes:
-        log.warning("only %d training prefixes (asked %d)", len(pick), s.num_prefixes)
-    groups = torch.arange(len(pick)).repeat_interleave(s.samples_per_prefix)
-    prefixes = prefixes[pick].repeat_interleave(s.samples_per_prefix, dim=0)
-    draw = partial(
-        sample,
-        behavior,
-        new_tokens=s.total_len - s.prefix_len,
-        temperature=s.temperature,
-        eos_id=codec.eos_id,
-        stop_at_eos=s.stop_at_eos,
-        top_k=s.top_k,
-        repetition_penalty=s.repetition_penalty,
-        batch_size=s.batch_size,
-    )
-    sets = [draw(prefixes, generator=g)]
-    eval_prefixes, refs = _eval_prefixes(codec, test_texts, s.prefix_len, s.eval_prefixes, g)
-    eval_tokens = draw(eval_prefixes, generator=g)
-    for j in range(1, s.fresh_per_epoch):
-        sets.append(draw(prefixes, generator=torch.Generator().manual_seed(SAMPLING_SEED + j)))
-    eos = codec.eos_id if s.stop_at_eos else None
-
-    def as_record(rows: torch.Tensor) -> dict[str, Any]:
-        texts = codec.decode(Sequences.from_samples(rows, width, eos))
-        return {"tokens": rows, **dict(zip(TEXT_FIELDS, texts, strict=True))}
-
-    record = {
-        "prefix_len": width,
-        "eval_references": refs,
-        "groups": groups,
-        "train": [as_record(rows) for rows in sets],
-        "eval": as_record(eval_tokens),
-    }
-    torch.save(record, out / "trajectories.pt")
-
-
-SCORES_VERSION = 4  # 3: lists, one entry per sample set; 4: β_i through a fused log_softmax
-
-
-def build_scores(
-    out: Path,
-    *,
-    sets: list[Sequences],
-    behavior: PreTrainedModel,
-    codec: Codec,
-    reward_model: PreTrainedModel,
-    reward_tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-) -> None:
-    """R's class logits (R reads text) and β_i of every stored trajectory of every set, in
-    β's tokens. All classes' logits are kept: the run's attribute only picks a column."""
-    torch.save(
-        {
-            "reward_logits": [
-                classifier_logits(
-                    reward_model, reward_tokenizer, codec.texts(seqs), batch_size=batch_size
-                )
-                for seqs in sets
-            ],
-            "behavior_prob": [
-                sequence_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
-            ],
-        },
-        out / "scores.pt",
-    )
+# 4: tokens drawn by inversion (rdx.lm.draw), another stream than torch.multinomial's;
+# 5: each row's randomness keyed by (seed, set, prefix, sample), merged from chunks
+TRAJECTORIES_VERSION = 5
+# 3: lists, one entry per sample set; 4: β_i through a fused log_softmax; 5: merged from
+# chunks of the keyed trajectories (rdx.pipeline.shards)
+SCORES_VERSION = 5
 
 
 # LOADERS -------------------------------------------------------------------------------
@@ -554,17 +524,3 @@ def _add_cls(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{cls} $A", special_tokens=[(cls, tokenizer.cls_token_id)]
     )
-
-
-def _eval_prefixes(codec: Codec, texts: list[str], p: int, n: int, g: torch.Generator):
-    """n held-out prefixes, each with every held-out sentence that starts with it as references."""
-    ids = codec.tokenizer(texts, add_special_tokens=False)["input_ids"]
-    by_prefix: dict[tuple[int, ...], list[str]] = {}
-    for x, text in zip(ids, texts, strict=True):
-        if len(x) > p:
-            by_prefix.setdefault(tuple(x[:p]), []).append(text)
-    keys = sorted(by_prefix)
-    order = torch.randperm(len(keys), generator=g)[:n].tolist()
-    chosen = [codec.bos + list(keys[i]) for i in order]
-    prefixes = torch.tensor(chosen, dtype=torch.long).reshape(len(chosen), len(codec.bos) + p)
-    return prefixes, [by_prefix[keys[i]] for i in order]
