@@ -27,6 +27,7 @@ SAMPLING = SamplingConfig(
     top_k=40,
     repetition_penalty=1.2,
     stop_at_eos=True,
+    chunk_rows=30,
 )
 
 
