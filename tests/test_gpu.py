@@ -83,3 +83,21 @@ def test_hub_architecture_at_random_init_samples_and_scores(arch):
     assert torch.isfinite(beta).all() and (beta > 0).all()
     del model
     torch.cuda.empty_cache()
+
+
+def test_a_last_layer_target_keeps_its_frozen_layers_in_bf16(hub):
+    """build_policy: trainable=last_layer on CUDA, bf16 precision: the frozen weights are
+    bf16 (never made float32 first), the trained block and head float32."""
+    from types import SimpleNamespace
+
+    from rdx.pipeline.trainer import build_policy
+
+    cfg = SimpleNamespace(
+        model=SimpleNamespace(hub=hub["opt"], init="pretrained", trainable="last_layer"),
+        trainer=SimpleNamespace(precision="bf16"),
+        seed=0,
+    )
+    policy = build_policy(cfg, SimpleNamespace(kernels="torch"), torch.device("cuda"))
+    frozen = {p.dtype for p in policy.parameters() if not p.requires_grad}
+    trained = {p.dtype for p in policy.parameters() if p.requires_grad}
+    assert frozen == {torch.bfloat16} and trained == {torch.float32}

@@ -53,7 +53,7 @@ from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classi
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import load_tokenizer, train_tokenizer
 from rdx.pipeline.cache import cached
-from rdx.pipeline.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, row_plan
+from rdx.pipeline.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, check_pool, row_plan
 
 log = logging.getLogger("rdx")
 
@@ -229,6 +229,11 @@ def load_fixed(cfg: Config) -> Fixed:
     kernels = effective(cfg.trainer.kernels, device, dtype)
     keys = artifact_keys(cfg, corpus, task, str(dtype).removeprefix("torch."), kernels)
     root, s = cfg.cache_dir, cfg.sampling
+    # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
+    label_ok = (lambda e: True) if s.prefix_pool == "task" else (lambda e: e.label == label)
+    in_task = [e.text for e in corpus.train if e.task == task and label_ok(e)]
+    held_out = [e.text for e in corpus.test if e.task == task and label_ok(e)]
+    check_pool(len(in_task), s)  # before any model loads: a sentence gives at most one prefix
 
     # The corpus tokenizer: for every tiny model (β, R, or a tiny π beside a hub β).
     tok_dir = tokenizer = None
@@ -239,7 +244,7 @@ def load_fixed(cfg: Config) -> Fixed:
         tokenizer = load_tokenizer(tok_dir)
 
     behavior, behavior_codec, behavior_id = load_behavior(
-        cfg, corpus, tokenizer, keys, dtype, kernels
+        cfg, corpus, tokenizer, keys, dtype, kernels, device
     )
     behavior = use_kernels(behavior.to(device), kernels)
     reward_model, reward_tokenizer, rew_dir = load_reward(
@@ -247,10 +252,6 @@ def load_fixed(cfg: Config) -> Fixed:
     )
     reward_model = use_kernels(reward_model.to(device, dtype), kernels)
 
-    # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
-    label_ok = (lambda e: True) if s.prefix_pool == "task" else (lambda e: e.label == label)
-    in_task = [e.text for e in corpus.train if e.task == task and label_ok(e)]
-    held_out = [e.text for e in corpus.test if e.task == task and label_ok(e)]
     stage = Stage(
         behavior=behavior,
         codec=behavior_codec,
@@ -462,12 +463,14 @@ SCORES_VERSION = 5
 
 
 def load_behavior(
-    cfg: Config, corpus: Corpus, tokenizer, keys, dtype, kernels: str
+    cfg: Config, corpus: Corpus, tokenizer, keys, dtype, kernels: str, device: torch.device
 ) -> tuple[PreTrainedModel, Codec, str]:
     """β: rdx's tiny GPT-2 pretrained on the corpus (cached), or a hub causal LM as is;
-    returns the model, its codec and its identity (cache dir or hub name)."""
+    returns the model, its codec and its identity (cache dir or hub name). A hub β on a GPU
+    loads in `dtype` straight onto it (device_map): no host copy of an OPT-6.7B's 13 GB."""
     if cfg.behavior.hub is not None:
-        model = load_hub("causal", cfg.behavior.hub, dtype=dtype).eval()
+        onto = {"device_map": str(device)} if device.type == "cuda" else {}
+        model = load_hub("causal", cfg.behavior.hub, dtype=dtype, **onto).eval()
         hub_tok = load_hub("tokenizer", cfg.behavior.hub)
         return model, Codec(hub_tok, max_positions(model.config)), local_id(cfg.behavior.hub)
     texts = [e.text for e in corpus.train]

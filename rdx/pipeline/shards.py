@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from rdx.config import SamplingConfig
+from rdx.data.corpus import DataError
 from rdx.lm.codec import Codec
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
@@ -83,13 +84,7 @@ def row_plan(
     prefixes = torch.tensor(codec.prefix_ids(train_texts, s.prefix_len), dtype=torch.long)
     prefixes = prefixes.reshape(-1, width)
     pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
-    if len(pick) < s.num_prefixes:
-        if not s.allow_fewer_prefixes:
-            raise ValueError(
-                f"sampling.num_prefixes={s.num_prefixes}: the pool has only {len(pick)} prefixes;"
-                " use more data (dataset.n_per_attribute) or sampling.allow_fewer_prefixes=true"
-            )
-        log.warning("only %d training prefixes (asked %d)", len(pick), s.num_prefixes)
+    check_pool(len(pick), s, what="prefixes")
     k = s.samples_per_prefix
     groups = torch.arange(len(pick)).repeat_interleave(k)
     set_prefixes = prefixes[pick].repeat_interleave(k, dim=0)
@@ -105,6 +100,21 @@ def row_plan(
         groups=groups,
         eval_references=refs,
     )
+
+
+def check_pool(n: int, s: SamplingConfig, what: str = "sentences") -> None:
+    """Fewer than num_prefixes in the pool: a DataError unless allow_fewer_prefixes (then a
+    warning, and every prefix there is gets used)."""
+    if n >= s.num_prefixes:
+        return
+    if not s.allow_fewer_prefixes:
+        raise DataError(
+            f"sampling.num_prefixes={s.num_prefixes}: the prefix pool has only {n} {what}; use "
+            "more data (dataset.n_per_attribute=null, the hub's splits) or "
+            "sampling.allow_fewer_prefixes=true"
+        )
+    if what == "prefixes":
+        log.warning("only %d training prefixes (asked %d)", n, s.num_prefixes)
 
 
 def _keys(seed: int, set_id: int, prefix: Tensor, sample_idx: Tensor) -> Tensor:

@@ -75,10 +75,13 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
             seed=cfg.seed,
             eos_id=prep.policy_codec.eos_id,
         )
-    policy = use_kernels(policy.float().eval(), prep.kernels)  # hub weights may be float16
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
-        cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
+        cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))  # never made fp32
+    for p in policy.parameters():  # trained weights in float32 (hub weights may be float16)
+        if p.requires_grad:
+            p.data = p.data.float()
+    policy = use_kernels(policy.eval(), prep.kernels)
     return policy.to(device)
 
 
