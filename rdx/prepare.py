@@ -22,11 +22,10 @@ from rdx.train import cli
 
 def shard_commands(argv: list[str]) -> list[list[str]] | None:
     """The two rdx.train multiruns of a sharded prepare (the shard jobs, then the merge
-    job), or None when `argv` asks for no sharding (or is itself a sweep or one shard)."""
+    jobs), or None when `argv` asks for no sharding (or is itself one shard). A sweep in
+    argv (-m attribute=negative,world) gets N shard jobs for each of its settings."""
     shards = [a.split("=", 1)[1] for a in argv if a.startswith("sampling.shards=")]
-    if not shards or any(
-        a in ("-m", "--multirun") or a.startswith("sampling.shard=") for a in argv
-    ):
+    if not shards or any(a.startswith("sampling.shard=") for a in argv):
         return None
     try:
         n = int(shards[-1])
