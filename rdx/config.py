@@ -95,6 +95,10 @@ class SamplingConfig:
     chunk_rows: int = 8192  # rows per checkpointed chunk of β's sampling and scoring
 
 
+# Rows per scoring forward of β's trajectories (rdx.pipeline.shards): chunks hold whole blocks.
+SCORE_BLOCK = 64
+
+
 @dataclass(frozen=True)
 class DropoutConfig:
     mode: str = "quantile"
@@ -292,6 +296,11 @@ def validate(raw: dict[str, Any]) -> Config:
         _positive(f"sampling.{key}", getattr(s, key))
     _positive("sampling.shards", s.shards)
     _positive("sampling.chunk_rows", s.chunk_rows)
+    if s.chunk_rows % SCORE_BLOCK:
+        raise ConfigError(
+            f"sampling.chunk_rows={s.chunk_rows}: must be a multiple of {SCORE_BLOCK} "
+            "(the scoring block, rdx.pipeline.shards)"
+        )
     if s.shard is not None and not 0 <= s.shard < s.shards:
         raise ConfigError(f"sampling.shard={s.shard}: must be in [0, sampling.shards={s.shards})")
     if s.total_len <= s.prefix_len:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rdx.config import SamplingConfig
+from rdx.config import SCORE_BLOCK, SamplingConfig
 from rdx.data.corpus import DataError
 from rdx.lm.codec import Codec
 from rdx.lm.sampling import classifier_logits, sample, sequence_prob
@@ -40,10 +40,10 @@ EVAL_SET = 2**31  # the held-out rows' "set" field of the row key: apart from an
 TEXT_FIELDS = ("prefix", "continuation", "ended")  # a trajectory as text (Codec.decode)
 TRAJECTORY_CHUNK_VERSION = 1
 SCORE_CHUNK_VERSION = 1
-# Rows per scoring forward, in blocks aligned on the plan's row index. R's logits move in
-# their last bits with the rows beside them (BERT's padding, and its kernels with the batch
-# size, measured on CPU), so scores come from fixed blocks: the same whatever the chunks.
-SCORE_BLOCK = 64
+# SCORE_BLOCK (rdx.config): rows per scoring forward, in blocks aligned on the plan's row
+# index. R's logits move in their last bits with the rows beside them (BERT's padding, and
+# its kernels with the batch size, measured on CPU), so scores come from fixed blocks: the
+# same whatever the chunks.
 
 
 @dataclass
