@@ -126,3 +126,16 @@ def test_prepare_fans_shards_out_then_merges():
     assert shard_commands(["sampling.shards=1"]) is None
     assert shard_commands(["attribute=sport"]) is None
     assert shard_commands(["sampling.shards=3", "sampling.shard=1"]) is None  # one shard job
+
+
+def test_chunks_must_hold_whole_scoring_blocks():
+    from rdx.config import ConfigError
+    from tests.test_config import compose_cfg
+
+    with pytest.raises(ConfigError, match=r"^sampling.chunk_rows=100: must be a multiple of 64"):
+        compose_cfg("sampling.chunk_rows=100")
+    with pytest.raises(
+        ConfigError, match=r"^sampling.shard=3: must be in \[0, sampling.shards=3\)"
+    ):
+        compose_cfg("sampling.shards=3", "sampling.shard=3")
+    assert compose_cfg("sampling.chunk_rows=128").sampling.chunk_rows == 128
