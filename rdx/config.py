@@ -118,8 +118,8 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # HF's: divide (or multiply, if < 0) seen tokens' logits
     prefix_pool: str = one_of("attribute", "task")  # task: both labels; the label picks R's class
     fresh_per_epoch: int = 1  # k sample sets of β; epoch e trains on set e mod k
-    # raw: β's own likelihood (docs/design.md §2); processed: under the penalised, tempered, top-k
-    # distribution β sampled from (the authors', rdx.lm.processed)
+    # raw: β's own likelihood (docs/design.md §2); processed: under the penalised,
+    # tempered, top-k distribution β sampled from (the authors', rdx.lm.processed)
     behavior_prob: str = one_of("raw", "processed")
     # keep only sentences of at least this many β tokens (the authors: 30; rdx.lm.length);
     # None: off, dataset.max_words filters by words instead
@@ -127,6 +127,14 @@ class SamplingConfig:
     # true: β samples every training batch afresh (the authors' Fig. 3; offpolicy/online.py);
     # the stored sets give only the prefixes
     online: bool = False
+    allow_fewer_prefixes: bool = True  # false: fewer prefixes than num_prefixes is an error
+    shards: int = 1  # prepare: β's rows split over this many shard jobs (offpolicy/shards.py)
+    shard: int | None = None  # set per shard job: build this shard's chunks only
+    chunk_rows: int = 8192  # rows per checkpointed chunk of β's sampling and scoring
+
+
+# Rows per scoring forward of β's trajectories (offpolicy/shards.py): chunks hold whole blocks.
+SCORE_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -471,6 +479,20 @@ def validate(raw: dict[str, Any]) -> Config:
     s = cfg.sampling
     for key in ("prefix_len", "num_prefixes", "samples_per_prefix", "eval_prefixes", "batch_size"):
         _positive(f"sampling.{key}", getattr(s, key))
+    _positive("sampling.shards", s.shards)
+    _positive("sampling.chunk_rows", s.chunk_rows)
+    if s.chunk_rows % SCORE_BLOCK:
+        raise ConfigError(
+            f"sampling.chunk_rows={s.chunk_rows}: must be a multiple of {SCORE_BLOCK} "
+            "(the scoring block, offpolicy/shards.py)"
+        )
+    if s.shard is not None and not 0 <= s.shard < s.shards:
+        raise ConfigError(f"sampling.shard={s.shard}: must be in [0, sampling.shards={s.shards})")
+    if s.shard is not None and cfg.stage != "prepare":
+        raise ConfigError(
+            f"sampling.shard={s.shard} with stage={cfg.stage}: a shard job only prepares; "
+            "use python -m rdx.prepare sampling.shards=N (it runs the shard jobs and the merge)"
+        )
     if s.total_len <= s.prefix_len:
         raise ConfigError(
             f"sampling.total_len={s.total_len}: must exceed sampling.prefix_len={s.prefix_len}"

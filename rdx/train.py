@@ -317,9 +317,12 @@ def main(cfg: DictConfig) -> float | None:
     logging.raiseExceptions = False
     run_dir = hydra_cfg.runtime.output_dir
     try:
-        config = validate(OmegaConf.to_container(cfg, resolve=True))
+        raw = OmegaConf.to_container(cfg, resolve=True)
+        config = validate(raw)
+        from rdx.devices import pin_worker_gpu
         from rdx.pipeline.ddp import process_rank
 
+        pin_worker_gpu(raw.get("launcher"))  # before CUDA starts: local/joblib, a GPU per worker
         if process_rank(config.trainer.strategy) > 0:  # a ddp rank > 0 writes no records
             from rdx.run import execute_worker
 

@@ -16,6 +16,20 @@ def hub(tmp_path_factory) -> dict[str, str]:
     return build_hub(tmp_path_factory.mktemp("hub"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests skip, saying why, where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    why = (
+        f"no CUDA device (torch {torch.__version__}): run on a GPU machine, e.g. scripts/gpu-check"
+    )
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
 SLURM_NOT_RUNNING = "SLURM cluster not running: start it with scripts/slurm-up"
 
 

@@ -4,7 +4,7 @@ edge cases by hand, and the seeded stream's reproducibility."""
 import pytest
 import torch
 
-from rdx.lm.draw import categorical
+from rdx.lm.draw import categorical, keyed_uniforms
 
 
 def chi_square_p(counts: torch.Tensor, probs: torch.Tensor) -> float:
@@ -79,11 +79,67 @@ def test_seeded_stream_is_reproducible_and_one_uniform_per_row():
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g3))
 
 
-def test_a_uniform_that_rounds_to_the_total_takes_the_last_token_with_weight(monkeypatch):
-    """u·Σw rounded up to Σw would index past the row: the last token of non-zero weight."""
-    logits = torch.tensor([[0.0, 1.0, float("-inf")], [0.0, 0.0, 0.0]])
-    monkeypatch.setattr(torch, "rand", lambda n, **kw: torch.ones(n))
-    assert categorical(logits).tolist() == [1, 2]
+def test_extreme_uniforms_take_the_first_and_last_tokens_with_weight():
+    """v = 1 (v·Σw at or rounded above Σw) takes the last token of non-zero weight, the
+    smallest v the first such token: a zero-weight token at either end is never drawn."""
+    logits = torch.tensor([[float("-inf"), 0.0, 1.0, float("-inf")], [0.0, 0.0, 0.0, 0.0]])
+    assert categorical(logits, uniforms=torch.ones(2)).tolist() == [2, 3]
+    assert categorical(logits, uniforms=torch.full((2,), 2.0**-24)).tolist() == [1, 0]
+
+
+def test_keyed_uniforms_are_a_function_of_key_and_step():
+    """A row's uniform depends on its key and the step only: the same whatever rows share
+    its batch; every field of the key and the step change it; values lie in (0, 1]."""
+    keys = torch.tensor([[0, 0, p, s] for p in range(50) for s in range(4)])
+    u = keyed_uniforms(keys, 3)
+    perm = torch.randperm(len(keys), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(keyed_uniforms(keys[perm], 3), u[perm])
+    assert torch.equal(keyed_uniforms(keys[7:8], 3), u[7:8])
+    assert len(set(u.tolist())) == len(keys)
+    for col in range(4):
+        other = keys.clone()
+        other[:, col] += 1
+        assert (keyed_uniforms(other, 3) != u).float().mean() > 0.99
+    assert (keyed_uniforms(keys, 4) != u).float().mean() > 0.99
+    assert float(u.min()) > 0 and float(u.max()) <= 1
+
+
+def test_keyed_uniforms_are_uniform_and_independent_across_steps():
+    """Chi-square on 20 bins for 200k (row, step) pairs, and on the joint bins of a row's
+    consecutive steps: uniform, and no correlation between steps or between rows."""
+    keys = torch.stack(
+        [
+            torch.zeros(50_000, dtype=torch.long),
+            torch.zeros(50_000, dtype=torch.long),
+            torch.arange(50_000) // 10,
+            torch.arange(50_000) % 10,
+        ],
+        1,
+    )
+    steps = torch.stack([keyed_uniforms(keys, t) for t in range(4)])  # (4, N)
+    bins = (steps * 20).ceil().long().clamp(1, 20) - 1
+    counts = torch.bincount(bins.flatten(), minlength=20)
+    assert chi_square_p(counts, torch.full((20,), 1 / 20)) > 1e-3
+    b5 = bins // 4  # 5 bins: joint 25 cells
+    for a, b in ((b5[0], b5[1]), (b5[2], b5[3]), (b5[0, :-1], b5[0, 1:])):
+        joint = torch.bincount(a * 5 + b, minlength=25)
+        assert chi_square_p(joint, torch.full((25,), 1 / 25)) > 1e-3
+
+
+def test_keyed_draws_follow_softmax():
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0, 0.5, 3.0, -4.0, 0.0])
+    keys = torch.stack(
+        [
+            torch.full((100_000,), 5),
+            torch.zeros(100_000, dtype=torch.long),
+            torch.arange(100_000),
+            torch.zeros(100_000, dtype=torch.long),
+        ],
+        1,
+    )
+    out = categorical(logits.expand(100_000, -1).contiguous(), uniforms=keyed_uniforms(keys, 0))
+    counts = torch.bincount(out, minlength=8)
+    assert chi_square_p(counts, torch.softmax(logits.double(), -1)) > 1e-3
 
 
 def test_bad_logits_raise():

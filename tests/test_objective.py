@@ -166,3 +166,25 @@ def test_bi_objective_reward_and_accuracy():
     logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
     targets = torch.tensor([[1, 1, 1]])
     assert masked_accuracy(logits, targets, torch.tensor([[1, 1, 0]])).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("limit", [1, 200, 1 << 24])  # one row per block, 1 row (200/200), all
+def test_half_precision_logits_in_row_blocks_equal_row_by_row(monkeypatch, limit):
+    """bf16 logits go through float32 in blocks of rows (bounded by LOG_SOFTMAX_MAX): the
+    same values and gradients as converting one row at a time."""
+    monkeypatch.setattr("rdx.method.objective.LOG_SOFTMAX_MAX", limit)
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(5, 4, 50, generator=g).bfloat16().requires_grad_()
+    targets = torch.randint(0, 50, (5, 4), generator=g)
+    got = token_logprobs(logits, targets)
+    rows = [
+        torch.log_softmax(r.float(), -1).gather(-1, t[:, None])[:, 0]
+        for r, t in zip(logits, targets, strict=True)
+    ]
+    want = torch.stack(rows)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=1e-6)
+    got.sum().backward()
+    grad = logits.grad.clone()
+    logits.grad = None
+    want.sum().backward()
+    assert torch.equal(grad, logits.grad)

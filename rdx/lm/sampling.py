@@ -16,12 +16,13 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from rdx.lm.draw import categorical
+from rdx.lm.draw import draw_uniforms, invert, keyed_uniforms
 from rdx.lm.sequences import Sequences
 from rdx.method.objective import masked_mean, token_logprobs
 
+EARLY_STOP_EVERY = 8  # steps between checks that a batch has finished (each is a host sync)
 
-@torch.no_grad()
+
 def sample(
     model: PreTrainedModel,
     prefixes: Tensor,
@@ -29,6 +30,7 @@ def sample(
     *,
     temperature: float,
     generator: torch.Generator | None = None,
+    keys: Tensor | None = None,
     eos_id: int | None = None,
     stop_at_eos: bool = True,
     top_k: int | None = None,
@@ -43,17 +45,33 @@ def sample(
     stopped: its EOS was a token it had not learned). The logits are processed as Hugging
     Face's generate does: repetition penalty on every token already in the row (prefix
     included), then temperature, then top-k. The result is (N, p + new).
+
+    Randomness: with `keys` ((N, 4), rdx.lm.draw.KEY_FIELDS) row i's uniform at step t is
+    keyed_uniforms(keys[i], t), so its tokens do not depend on the batch size or on which
+    rows share its batch; else one stream from `generator` (the default one if None).
     """
+    if keys is not None and (generator is not None or len(keys) != len(prefixes)):
+        raise ValueError("sample: pass keys (one per prefix) or a generator, not both")
     stop = eos_id if stop_at_eos else None
     out = []
-    for start in range(0, len(prefixes), batch_size):
-        chunk = prefixes[start : start + batch_size]
-        out.append(
-            _sample_batch(
-                model, chunk, new_tokens, temperature, generator, stop, top_k, repetition_penalty
+    with torch.inference_mode():
+        for start in range(0, len(prefixes), batch_size):
+            rows = slice(start, start + batch_size)
+            out.append(
+                _sample_batch(
+                    model,
+                    prefixes[rows],
+                    new_tokens,
+                    temperature,
+                    generator,
+                    None if keys is None else keys[rows],
+                    stop,
+                    top_k,
+                    repetition_penalty,
+                )
             )
-        )
-    return torch.cat(out)
+        tokens = torch.cat(out)
+    return tokens.clone()  # out of inference mode: autograd may read it (π's own samples)
 
 
 def _cache_kwarg(model: PreTrainedModel) -> str:
@@ -76,10 +94,21 @@ def keep_top_k(logits: Tensor, k: int) -> Tensor:
 
 
 def _sample_batch(
-    model, prefixes, new_tokens, temperature, generator, eos_id, top_k, repetition_penalty
+    model, prefixes, new_tokens, temperature, generator, keys, eos_id, top_k, repetition_penalty
 ):
+    """One batch, with no host sync per step: the random numbers are made on the device
+    (keyed) or drawn for the whole batch at once (a generator), invalid logits are flagged
+    and checked once at the end, and the early stop is checked every EARLY_STOP_EVERY steps."""
     device = next(model.parameters()).device
     tokens = prefixes.to(device)
+    if keys is not None:
+        keys = keys.to(device)
+    elif temperature != 0:
+        # The generator's stream, step-major: step i reads row r's number at i·B + r, the
+        # order in which a per-step torch.rand(B) would have drawn them.
+        stream = draw_uniforms(new_tokens * len(tokens), generator, device).to(device)
+        stream = 1.0 - stream.view(new_tokens, len(tokens))
+    ok = torch.ones(len(tokens), dtype=torch.bool, device=device)
     out = torch.full((len(tokens), new_tokens), eos_id if eos_id is not None else 0, device=device)
     finished = torch.zeros(len(tokens), dtype=torch.bool, device=device)
     cache = _cache_kwarg(model)
@@ -99,16 +128,22 @@ def _sample_batch(
             logits = logits / temperature
             if top_k is not None:
                 logits = keep_top_k(logits, top_k)
-            nxt = categorical(logits, generator)  # softmax(logits), by inversion
+            v = keyed_uniforms(keys, i) if keys is not None else stream[i]
+            nxt, fine = invert(logits, v)  # softmax(logits), by inversion
+            ok &= fine
         if eos_id is not None:
             nxt = nxt.masked_fill(finished, eos_id)
             finished |= nxt == eos_id
         out[:, i] = nxt
         if seen is not None:
             seen.scatter_(1, nxt[:, None], True)
-        if i + 1 == new_tokens or bool(finished.all()):
+        if i + 1 == new_tokens:
+            break
+        if eos_id is not None and (i + 1) % EARLY_STOP_EVERY == 0 and bool(finished.all()):
             break
         step = model(input_ids=nxt[:, None], use_cache=True, **{cache: getattr(step, cache)})
+    if not bool(ok.all()):
+        raise ValueError("sample: a row's logits are NaN or all −inf")
     return torch.cat([tokens, out], dim=1).cpu()
 
 
@@ -119,6 +154,7 @@ def sample_sequences(
     *,
     temperature: float,
     generator: torch.Generator | None = None,
+    keys: Tensor | None = None,
     eos_id: int | None = None,
     stop_at_eos: bool = True,
     top_k: int | None = None,
@@ -145,6 +181,7 @@ def sample_sequences(
             new_tokens,
             temperature=temperature,
             generator=generator,
+            keys=None if keys is None else keys[rows],
             eos_id=eos_id,
             stop_at_eos=stop_at_eos,
             top_k=top_k,
@@ -156,23 +193,23 @@ def sample_sequences(
     return Sequences(tokens, lens.clone(), lengths)
 
 
-@torch.no_grad()
 def sequence_prob(model: PreTrainedModel, seqs: Sequences, *, batch_size: int = 512) -> Tensor:
     """β_i: the model's mean per-token probability (temperature 1) of each row's scored
     positions (Sequences.mask), rows in the model's own tokens."""
     device = next(model.parameters()).device
     mask = seqs.mask()
     out = []
-    for start in range(0, len(seqs), batch_size):
-        rows = slice(start, start + batch_size)
-        chunk = seqs.tokens[rows].to(device)
-        logits = model(input_ids=chunk[:, :-1]).logits
-        logp = token_logprobs(logits, chunk[:, 1:])
-        out.append(masked_mean(logp.exp(), mask[rows].to(device)).cpu())
-    return torch.cat(out)
+    with torch.inference_mode():
+        for start in range(0, len(seqs), batch_size):
+            rows = slice(start, start + batch_size)
+            chunk = seqs.tokens[rows].to(device)
+            logits = model(input_ids=chunk[:, :-1]).logits
+            logp = token_logprobs(logits, chunk[:, 1:])
+            out.append(masked_mean(logp.exp(), mask[rows].to(device)).cpu())
+        probs = torch.cat(out)
+    return probs.clone()  # a normal tensor: inference-mode ones refuse autograd's use
 
 
-@torch.no_grad()
 def classifier_logits(
     model: PreTrainedModel,
     tokenizer,
@@ -184,13 +221,15 @@ def classifier_logits(
     """R's class logits (N, C) for each text, re-tokenised with the classifier's tokenizer."""
     device = next(model.parameters()).device
     out = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[start : start + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        ).to(device)
-        out.append(model(**enc).logits.float().cpu())
-    return torch.cat(out)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
+            out.append(model(**enc).logits.float().cpu())
+        logits = torch.cat(out)
+    return logits.clone()  # a normal tensor: inference-mode ones refuse autograd's use

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,16 +52,17 @@ from rdx.lm.models import (
 )
 from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classifier
 from rdx.lm.processed import behavior_prob_of
-from rdx.lm.sampling import classifier_logits, sample, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import add_cls, build_tokenizer, load_tokenizer
 from rdx.pipeline.cache import cached, cached_tensors
+from rdx.pipeline.offpolicy.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, check_pool, row_plan
 
 log = logging.getLogger("rdx")
 
 SAMPLING_SEED = 0  # fixed: β's trajectories are shared by every seed of a sweep
 PRETRAIN_BLOCK = 32  # tokens per LM window: covers one T=30 trajectory, half the cost of 64
-TEXT_FIELDS = ("prefix", "continuation", "ended")  # a trajectory as text (Codec.decode)
+# sampling keys that change how β's rows are computed or checked, never what they are
+HOW_COMPUTED = ("batch_size", "shards", "shard", "chunk_rows", "allow_fewer_prefixes")
 
 
 @dataclass
@@ -169,12 +169,13 @@ def artifact_keys(
         for key in ("n_layer", "n_embd", "n_head"):  # tiny-only sizes
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
+    # How the rows are computed (batch, shards, chunks) changes no row (offpolicy/shards.py).
     # behavior_prob changes the scores only, online none of the stored samples; min_tokens
-    # is left out at its default, so the keys of artifacts built before these existed hold.
+    # is left out at its default, so the keys of artifacts built before it existed hold.
     sampling = {
         k: v
         for k, v in dataclasses.asdict(cfg.sampling).items()
-        if k not in ("batch_size", "behavior_prob", "online")
+        if k not in (*HOW_COMPUTED, "behavior_prob", "online")
         and not (k == "min_tokens" and v is None)
     }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
@@ -196,13 +197,35 @@ def artifact_keys(
             "trajectories": traj_key,
             "reward": reward_key,
             "dtype": dtype,
+            "score_block": SCORE_BLOCK,
             **({} if cfg.sampling.behavior_prob == "raw" else {"behavior_prob": "processed"}),
         },
     }
 
 
-def prepare(cfg: Config) -> Prepared:
-    """Build (or reuse) every artifact of the run's (dataset, attribute) and load them."""
+@dataclass
+class Fixed:
+    """The run's corpus and fixed models, loaded, with the artifacts' keys: what both
+    `prepare` and a shard job (`prepare_shard`) start from."""
+
+    corpus: Corpus
+    task: str
+    label: int
+    tok_dir: Path | None
+    tokenizer: Any
+    behavior: PreTrainedModel
+    behavior_codec: Codec
+    behavior_id: str
+    reward_model: PreTrainedModel
+    reward_tokenizer: PreTrainedTokenizerBase
+    rew_dir: Path
+    kernels: str
+    stage: Stage  # β's sampling and scoring, chunked (rdx.pipeline.offpolicy.shards)
+
+
+def load_fixed(cfg: Config) -> Fixed:
+    """Build (or reuse) the tokenizer, β and R of the run's (dataset, attribute), load them,
+    and set up β's sampling stage."""
     corpus = load_corpus(
         cfg.dataset.name,
         path=cfg.dataset.path,
@@ -217,7 +240,11 @@ def prepare(cfg: Config) -> Prepared:
     kernels = effective(cfg.trainer.kernels, device, dtype)
     keys = artifact_keys(cfg, corpus, task, str(dtype).removeprefix("torch."), kernels)
     root, s = cfg.cache_dir, cfg.sampling
-    threads = torch.get_num_threads()
+    # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
+    label_ok = (lambda e: True) if s.prefix_pool == "task" else (lambda e: e.label == label)
+    in_task = [e.text for e in corpus.train if e.task == task and label_ok(e)]
+    held_out = [e.text for e in corpus.test if e.task == task and label_ok(e)]
+    check_pool(len(in_task), s)  # before any model loads: a sentence gives at most one prefix
 
     # The corpus tokenizer: for every tiny model (β, R, or a tiny π beside a hub β).
     tok_dir = tokenizer = None
@@ -228,47 +255,87 @@ def prepare(cfg: Config) -> Prepared:
         tokenizer = load_tokenizer(tok_dir)
 
     behavior, behavior_codec, behavior_id = load_behavior(
-        cfg, corpus, tokenizer, keys, dtype, kernels
+        cfg, corpus, tokenizer, keys, dtype, kernels, device
     )
     behavior = use_kernels(behavior.to(device), kernels)
     reward_model, reward_tokenizer, rew_dir = load_reward(
         cfg, corpus, task, keys, tok_dir, device, kernels
     )
-    reward_accuracy = json.loads((rew_dir / "metrics.json").read_text())["heldout_accuracy"]
     reward_model = use_kernels(reward_model.to(device, dtype), kernels)
+    if s.min_tokens is not None:  # the authors' sentence filter, in β's tokens
+        in_task = at_least_tokens(in_task, behavior_codec.tokenizer, s.min_tokens)
+        held_out = at_least_tokens(held_out, behavior_codec.tokenizer, s.min_tokens)
+        check_pool(len(in_task), s, f"sentences of >= {s.min_tokens} tokens")
 
-    codec = behavior_codec
-    # The prefix pool: the attribute's own sentences, or the whole task's (the authors').
-    label_ok = (lambda e: True) if s.prefix_pool == "task" else (lambda e: e.label == label)
-    in_task = [e for e in corpus.train if e.task == task and label_ok(e)]
-    held_out = [e for e in corpus.test if e.task == task and label_ok(e)]
-    build = partial(
-        build_trajectories,
+    stage = Stage(
         behavior=behavior,
-        codec=codec,
-        train_texts=_length_filter([e.text for e in in_task], codec, s.min_tokens),
-        test_texts=_length_filter([e.text for e in held_out], codec, s.min_tokens),
+        codec=behavior_codec,
+        reward_model=reward_model,
+        reward_tokenizer=reward_tokenizer,
         sampling=s,
+        behavior_prob=behavior_prob_of(s),
+        plan_fn=partial(row_plan, behavior_codec, in_task, held_out, s, SAMPLING_SEED),
+        cache_dir=root,
+        traj_key=keys["trajectories"],
+        scores_key=keys["scores"],
     )
+    return Fixed(
+        corpus=corpus,
+        task=task,
+        label=label,
+        tok_dir=tok_dir,
+        tokenizer=tokenizer,
+        behavior=behavior,
+        behavior_codec=behavior_codec,
+        behavior_id=behavior_id,
+        reward_model=reward_model,
+        reward_tokenizer=reward_tokenizer,
+        rew_dir=rew_dir,
+        kernels=kernels,
+        stage=stage,
+    )
+
+
+@dataclass
+class ShardBuilt:
+    """What a shard job built: its chunk entries (rdx.run logs `paths`)."""
+
+    paths: dict[str, str]
+
+
+def prepare_shard(cfg: Config) -> list[Path]:
+    """A shard job of `python -m rdx.prepare sampling.shards=N`: sample and score this
+    shard's chunks of β's rows (cached; the merge happens in the runs' prepare)."""
+    threads = torch.get_num_threads()
+    fixed = load_fixed(cfg)
+    done = fixed.stage.build_shard(cfg.sampling.shard, cfg.sampling.shards)
+    torch.set_num_threads(threads)
+    return done
+
+
+def prepare(cfg: Config) -> Prepared | ShardBuilt:
+    """Build (or reuse) every artifact of the run's (dataset, attribute) and load them; in a
+    shard job of rdx.prepare (sampling.shard set, stage=prepare), only that shard's chunks."""
+    if cfg.sampling.shard is not None:
+        return ShardBuilt(paths={str(i): str(p) for i, p in enumerate(prepare_shard(cfg))})
+    threads = torch.get_num_threads()
+    f = load_fixed(cfg)
+    s, root, codec, stage = cfg.sampling, cfg.cache_dir, f.behavior_codec, f.stage
+    behavior_codec, tokenizer = f.behavior_codec, f.tokenizer
+    reward_accuracy = json.loads((f.rew_dir / "metrics.json").read_text())["heldout_accuracy"]
     traj_dir, traj = cached_tensors(  # plain data: no code runs
-        root, "trajectories", keys["trajectories"], build, TRAJECTORIES_VERSION, "trajectories.pt"
+        root,
+        "trajectories",
+        stage.traj_key,
+        stage.merged_trajectories,
+        TRAJECTORIES_VERSION,
+        "trajectories.pt",
     )
     p = traj["prefix_len"]
     eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
     behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
-
-    build = partial(
-        build_scores,
-        sets=behavior_sets,
-        behavior=behavior,
-        codec=codec,
-        reward_model=reward_model,
-        reward_tokenizer=reward_tokenizer,
-        batch_size=s.batch_size,
-        behavior_prob=behavior_prob_of(s),
-    )
     scores_dir, scores = cached_tensors(
-        root, "scores", keys["scores"], build, SCORES_VERSION, "scores.pt"
+        root, "scores", stage.scores_key, stage.merged_scores, SCORES_VERSION, "scores.pt"
     )
     torch.set_num_threads(threads)
 
@@ -294,14 +361,14 @@ def prepare(cfg: Config) -> Prepared:
         )
     ]
     return Prepared(
-        corpus=corpus,
-        task=task,
-        label=label,
-        behavior=behavior,
+        corpus=f.corpus,
+        task=f.task,
+        label=f.label,
+        behavior=f.behavior,
         behavior_codec=behavior_codec,
         policy_codec=policy_codec,
-        reward_model=reward_model,
-        reward_tokenizer=reward_tokenizer,
+        reward_model=f.reward_model,
+        reward_tokenizer=f.reward_tokenizer,
         reward_accuracy=reward_accuracy,
         sets=sets,
         groups=traj["groups"],
@@ -314,13 +381,13 @@ def prepare(cfg: Config) -> Prepared:
         eval_prefix_texts=traj["eval"]["prefix"],
         eval_references=traj["eval_references"],
         new_tokens=s.total_len - s.prefix_len,
-        kernels=kernels,
+        kernels=f.kernels,
         paths={
             name: str(path)
             for name, path in (
-                ("tokenizer", tok_dir),
-                ("behavior", behavior_id),
-                ("reward", rew_dir),
+                ("tokenizer", f.tok_dir),
+                ("behavior", f.behavior_id),
+                ("reward", f.rew_dir),
                 ("trajectories", traj_dir),
                 ("scores", scores_dir),
             )
@@ -412,109 +479,26 @@ def build_reward(
 
 # 2: trajectories also stored as text (different tokenizers); 3: a list of sample sets,
 # the prefix group of each row, decoding options (stop_at_eos, top_k, repetition penalty);
-# 4: tokens drawn by inversion (rdx.lm.draw), another stream than torch.multinomial's
-TRAJECTORIES_VERSION = 4
-
-
-def build_trajectories(
-    out: Path,
-    *,
-    behavior: PreTrainedModel,
-    codec: Codec,
-    train_texts: list[str],
-    test_texts: list[str],
-    sampling: SamplingConfig,
-) -> None:
-    """β's samples of the pool's training prefixes (k per prefix) and of held-out prefixes
-    (with their reference sentences), in β's tokens and as text.
-
-    Set 0 and the held-out samples come from one stream seeded SAMPLING_SEED; each further
-    set of `fresh_per_epoch` continues the same prefixes from a stream of its own.
-    """
-    s = sampling
-    g = torch.Generator().manual_seed(SAMPLING_SEED)
-    width = len(codec.bos) + s.prefix_len
-    prefixes = torch.tensor(codec.prefix_ids(train_texts, s.prefix_len), dtype=torch.long)
-    prefixes = prefixes.reshape(-1, width)
-    pick = torch.randperm(len(prefixes), generator=g)[: s.num_prefixes]
-    if len(pick) < s.num_prefixes:
-        log.warning("only %d training prefixes (asked %d)", len(pick), s.num_prefixes)
-    groups = torch.arange(len(pick)).repeat_interleave(s.samples_per_prefix)
-    prefixes = prefixes[pick].repeat_interleave(s.samples_per_prefix, dim=0)
-    draw = partial(
-        sample,
-        behavior,
-        new_tokens=s.total_len - s.prefix_len,
-        temperature=s.temperature,
-        eos_id=codec.eos_id,
-        stop_at_eos=s.stop_at_eos,
-        top_k=s.top_k,
-        repetition_penalty=s.repetition_penalty,
-        batch_size=s.batch_size,
-    )
-    sets = [draw(prefixes, generator=g)]
-    eval_prefixes, refs = _eval_prefixes(codec, test_texts, s.prefix_len, s.eval_prefixes, g)
-    eval_tokens = draw(eval_prefixes, generator=g)
-    for j in range(1, s.fresh_per_epoch):
-        sets.append(draw(prefixes, generator=torch.Generator().manual_seed(SAMPLING_SEED + j)))
-    eos = codec.eos_id if s.stop_at_eos else None
-
-    def as_record(rows: torch.Tensor) -> dict[str, Any]:
-        texts = codec.decode(Sequences.from_samples(rows, width, eos))
-        return {"tokens": rows, **dict(zip(TEXT_FIELDS, texts, strict=True))}
-
-    record = {
-        "prefix_len": width,
-        "eval_references": refs,
-        "groups": groups,
-        "train": [as_record(rows) for rows in sets],
-        "eval": as_record(eval_tokens),
-    }
-    torch.save(record, out / "trajectories.pt")
-
-
-SCORES_VERSION = 4  # 3: lists, one entry per sample set; 4: β_i through a fused log_softmax
-
-
-def build_scores(
-    out: Path,
-    *,
-    sets: list[Sequences],
-    behavior: PreTrainedModel,
-    codec: Codec,
-    reward_model: PreTrainedModel,
-    reward_tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-    behavior_prob: Callable[..., torch.Tensor] = sequence_prob,
-) -> None:
-    """R's class logits (R reads text) and β_i of every stored trajectory of every set, in
-    β's tokens. All classes' logits are kept: the run's attribute only picks a column."""
-    torch.save(
-        {
-            "reward_logits": [
-                classifier_logits(
-                    reward_model, reward_tokenizer, codec.texts(seqs), batch_size=batch_size
-                )
-                for seqs in sets
-            ],
-            "behavior_prob": [
-                behavior_prob(behavior, seqs, batch_size=batch_size) for seqs in sets
-            ],
-        },
-        out / "scores.pt",
-    )
+# 4: tokens drawn by inversion (rdx.lm.draw), another stream than torch.multinomial's;
+# 5: each row's randomness keyed by (seed, set, prefix, sample), merged from chunks
+TRAJECTORIES_VERSION = 5
+# 3: lists, one entry per sample set; 4: β_i through a fused log_softmax; 5: merged from
+# chunks of the keyed trajectories (rdx.pipeline.offpolicy.shards)
+SCORES_VERSION = 5
 
 
 # LOADERS -------------------------------------------------------------------------------
 
 
 def load_behavior(
-    cfg: Config, corpus: Corpus, tokenizer, keys, dtype, kernels: str
+    cfg: Config, corpus: Corpus, tokenizer, keys, dtype, kernels: str, device: torch.device
 ) -> tuple[PreTrainedModel, Codec, str]:
     """β: rdx's tiny GPT-2 pretrained on the corpus (cached), or a hub causal LM as is;
-    returns the model, its codec and its identity (cache dir or hub name)."""
+    returns the model, its codec and its identity (cache dir or hub name). A hub β on a GPU
+    loads in `dtype` straight onto it (device_map): no host copy of an OPT-6.7B's 13 GB."""
     if cfg.behavior.hub is not None:
-        model = load_hub("causal", cfg.behavior.hub, dtype=dtype).eval()
+        onto = {"device_map": str(device)} if device.type == "cuda" else {}
+        model = load_hub("causal", cfg.behavior.hub, dtype=dtype, **onto).eval()
         hub_tok = load_hub("tokenizer", cfg.behavior.hub)
         return model, Codec(hub_tok, max_positions(model.config)), local_id(cfg.behavior.hub)
     texts = [e.text for e in corpus.train]
@@ -578,21 +562,3 @@ def warn_caps(s: SamplingConfig, n_prefixes: int, n_eval: int) -> None:
                 used,
                 used,
             )
-
-
-def _length_filter(texts: list[str], codec: Codec, n: int | None) -> list[str]:
-    return texts if n is None else at_least_tokens(texts, codec.tokenizer, n)
-
-
-def _eval_prefixes(codec: Codec, texts: list[str], p: int, n: int, g: torch.Generator):
-    """n held-out prefixes, each with every held-out sentence that starts with it as references."""
-    ids = codec.tokenizer(texts, add_special_tokens=False)["input_ids"]
-    by_prefix: dict[tuple[int, ...], list[str]] = {}
-    for x, text in zip(ids, texts, strict=True):
-        if len(x) > p:
-            by_prefix.setdefault(tuple(x[:p]), []).append(text)
-    keys = sorted(by_prefix)
-    order = torch.randperm(len(keys), generator=g)[:n].tolist()
-    chosen = [codec.bos + list(keys[i]) for i in order]
-    prefixes = torch.tensor(chosen, dtype=torch.long).reshape(len(chosen), len(codec.bos) + p)
-    return prefixes, [by_prefix[keys[i]] for i in order]

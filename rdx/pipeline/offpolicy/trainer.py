@@ -75,13 +75,18 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
             seed=cfg.seed,
             eos_id=prep.policy_codec.eos_id,
         )
-    policy = use_kernels(policy.float().eval(), prep.kernels)  # hub weights may be float16
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
     if cfg.model.trainable == "lora":  # adapters only (rdx.lm.lora)
         policy = add_lora(policy, **vars(cfg.model.lora))  # r, alpha, target_modules, dropout
     if cfg.model.trainable in ("last_layer", "lora"):
+        # Frozen weights go straight to their fixed dtype, never through float32 (27 GB for
+        # OPT-6.7B); only the trained ones are made float32 (hub weights may be float16).
         cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
+    for p in policy.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    policy = use_kernels(policy.eval(), prep.kernels)
     return policy.to(device)
 
 
