@@ -30,10 +30,10 @@ import re
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from transformers import BatchEncoding, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from benchmarks.common import Figure, format_table, timeit_many
+from rdx.config import BehaviorConfig, RewardConfig
 from rdx.lm.draw import categorical
 from rdx.lm.kernels import use_kernels
 from rdx.lm.models import tiny_bert, tiny_gpt2
@@ -51,14 +51,14 @@ PREFIX_LEN, TOTAL_LEN, TEMPERATURE, SCORE_BATCH = 4, 30, 0.4, 512
 TRAIN_BATCH, IS_CLIP, ENTROPY, GAMMA, LR = 64, 1.0, True, 0.8, 5e-4
 
 
-# MODELS: the default tiny sizes read from the presets, so they cannot drift apart.
+# MODELS: the default tiny sizes read from rdx.config (their one source), so they cannot drift.
 
 
 def tiny_sizes(group: str) -> dict:
-    """vocab_size, n_layer, n_embd, n_head of conf/<group>/tiny.yaml (behavior or reward)."""
-    cfg = OmegaConf.load(ROOT / "conf" / group / "tiny.yaml")
+    """vocab_size, n_layer, n_embd, n_head of the tiny behavior or reward (rdx.config)."""
+    cfg = {"behavior": BehaviorConfig, "reward": RewardConfig}[group]()
     sizes = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "n_head": cfg.n_head}
-    vocab = OmegaConf.load(ROOT / "conf" / "behavior" / "tiny.yaml").vocab_size  # one tokenizer
+    vocab = BehaviorConfig().vocab_size  # one tokenizer
     return {"vocab_size": int(vocab), **{k: int(v) for k, v in sizes.items()}}
 
 

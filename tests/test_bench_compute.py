@@ -40,7 +40,7 @@ def reward():
 # (a) the benchmarks' references compute what rdx computes
 
 
-def test_default_tiny_sizes_come_from_the_presets():
+def test_default_tiny_sizes_come_from_rdx_config():
     assert compute.tiny_sizes("behavior") == {
         "vocab_size": 2048,
         "n_layer": 4,

@@ -175,8 +175,9 @@ def test_other_attribute_builds_only_its_own_artifacts(cache, tmp_path, caplog):
         for line in caplog.text.splitlines()
         if "cache: building" in line
     }
-    # the tokenizer and β are shared by every attribute; R is per task (topic here)
-    assert built == {"reward", "trajectories", "scores"}
+    # the tokenizer and β are shared by every attribute; R is per task (topic here); β's
+    # rows are sampled and scored in chunks, then merged into the entries a run reads
+    assert built == {"reward", "trajectory-chunks", "score-chunks", "trajectories", "scores"}
     assert not (tmp_path / "summary.json").exists()
 
 

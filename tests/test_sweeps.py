@@ -234,7 +234,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         (
             "sweeps=tabel1",
             "rdx: config error: sweeps='tabel1': expected one of fig3, fig3_authors, fig4, "
-            "gamma_search, rules, smoke, table1, table2, table2_lora, tables34",
+            "gamma_search, paper_table1, rules, smoke, table1, table2, table2_lora, tables34",
         ),
         (
             "launcher=slrum",
@@ -329,13 +329,24 @@ def test_parallel_local_sweep_builds_each_artifact_once(parallel_sweep):
         m.group(1) for text in logs.values() for m in re.finditer(r"cache: building (\S+)", text)
     ]
     kinds = sorted(key.split("/")[0] for key in built)
-    assert kinds == ["behavior", "reward", "scores", "tokenizer", "trajectories"], built
+    # β's rows are sampled and scored in chunks (one each here), merged into the run's entries
+    assert kinds == [
+        "behavior",
+        "reward",
+        "score-chunks",
+        "scores",
+        "tokenizer",
+        "trajectories",
+        "trajectory-chunks",
+    ], built
     assert sorted(p.parent.name + "/" + p.name for p in cache.glob("*/*") if p.is_dir()) == sorted(
         built
     )
-    # Every job has all five, built by itself or reused; some waited on another's lock.
+    # Every job has the five a run reads, built by itself or reused (only their builder
+    # touches the chunks); some waited on another's lock.
+    five = r"cache: (?:building|reusing) (?:tokenizer|behavior|reward|trajectories|scores)/"
     for job, text in logs.items():
-        assert len(re.findall(r"cache: (?:building|reusing) ", text)) == 5, job
+        assert len(re.findall(five, text)) == 5, job
     assert "(built by another job)" in "".join(logs.values())
     # cores ÷ parallel jobs torch threads in each job, fewer where other processes hold
     # cores (rdx.threads; on 2 cores both rules give 1)
