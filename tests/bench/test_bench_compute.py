@@ -1,11 +1,11 @@
 """The compute benchmarks measure what they say: their references compute the same tokens and
 scores as rdx, their figures check goals correctly, and every benchmark runs at tiny sizes.
 
-tests/test_sampling.py already checks the cached sampler against a no-cache loop (greedy and
+tests/lm/test_sampling.py already checks the cached sampler against a no-cache loop (greedy and
 sampled, one generator), greedy decoding against generate(), and sequence_prob against a
-naive float64 scorer; tests/test_objective.py checks token_logprobs against log_softmax().
+naive float64 scorer; tests/method/test_objective.py checks token_logprobs against log_softmax().
 What is added here: the benchmarks' own baselines are the same computation as rdx's
-(tests/test_draw.py checks rdx's draw against softmax with chi-square tests).
+(tests/lm/test_draw.py checks rdx's draw against softmax with chi-square tests).
 """
 
 import copy

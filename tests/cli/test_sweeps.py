@@ -382,7 +382,7 @@ def test_joblib_sweep_reuses_its_workers_with_a_thread_share_each(parallel_sweep
 def test_failed_jobs_fail_the_sweep_and_say_why(parallel_sweep, tmp_path, launcher):
     """Hydra reports failed jobs as completed; rdx names every failed run and exits 1.
 
-    A bad value in a sweep list fails the launch before any job (tests/test_bad_input.py);
+    A bad value in a sweep list fails the launch before any job (tests/cli/test_bad_input.py);
     these jobs fail inside: 1 and 3 ask this CUDA-less machine for CUDA, 2 and 3 keep no
     sentence of <= 1 word (a DataError when the corpus loads).
     """

@@ -52,7 +52,7 @@ def test_every_hub_preset_file_is_tested():
         ("reward", "tiny"),
         ("reward", "tiny_rm"),
     }
-    # the harmlessness presets are run offline in tests/test_harmless.py
+    # the harmlessness presets are run offline in tests/pipeline/test_harmless.py
     harmless = {("model", name) for name in HARMLESS_PRESETS} | {("reward", "hh-rm")}
     assert files - built_here - harmless == set(PRESETS)
 

@@ -17,7 +17,7 @@ def lm():
 
 def naive_sample(model, prefixes, new_tokens, temperature, generator):
     """Re-run the whole sequence every step: no cache, same draw and random stream
-    (tests/test_draw.py checks the draw's distribution)."""
+    (tests/lm/test_draw.py checks the draw's distribution)."""
     x = prefixes.clone()
     with torch.no_grad():
         for _ in range(new_tokens):
