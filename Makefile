@@ -44,7 +44,7 @@ test-fast: install ## Tests without the slow end-to-end runs
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
 
 faults: install ## Fault injection and the bad-input matrix, slow cases included (docs/reliability.md)
-	$(BIN)/python -m pytest -q tests/test_faults.py tests/test_faults_*.py tests/test_bad_input.py
+	$(BIN)/python -m pytest -q tests/faults tests/cli/test_bad_input.py
 
 lint: install ## ruff check
 	$(BIN)/ruff check .

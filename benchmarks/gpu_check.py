@@ -4,7 +4,7 @@
     python -m benchmarks.gpu_check --out benchmarks/gpu.json
 
 Steps (the plan's budgets are estimates; scripts/gpu-check stops the whole at 600 s):
-  1. pytest -m gpu tests/test_gpu.py (sampler, scoring, bf16 step, hub architectures).
+  1. pytest -m gpu tests/lm/test_gpu.py (sampler, scoring, bf16 step, hub architectures).
   2. β sampling: OPT-6.7B's architecture at random init, bf16, keyed draws, tokens/s at
      sampling.batch_size rows × 26 new tokens (the paper's p=4, T=30), and β scoring
      (sequence_prob) tokens/s.
@@ -29,7 +29,7 @@ import torch
 # bf16 dense tensor-core peaks (TFLOPS), NVIDIA's data sheets (SXM parts).
 PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
 PLAN = [
-    ("tests", "pytest -m gpu tests/test_gpu.py", 240),
+    ("tests", "pytest -m gpu tests/lm/test_gpu.py", 240),
     ("beta", "OPT-6.7B arch (random, bf16): sample 512 rows x 26 tokens, score 2048 rows", 180),
     ("train", "GPT2-124M arch (random, bf16 autocast): 20 AdamW steps of 64 x 30 tokens", 120),
 ]
@@ -156,7 +156,7 @@ def main() -> int:
     }
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-s", "tests/test_gpu.py"]
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-s", "tests/lm/test_gpu.py"]
     )
     result["steps"]["tests"] = {"returncode": proc.returncode, "s": time.perf_counter() - t0}
     t0 = time.perf_counter()

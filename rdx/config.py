@@ -4,7 +4,7 @@ The frozen dataclasses below hold each setting's default and, for a setting with
 set of values, what is allowed (`one_of`). `register()` hands their defaults to Hydra's
 ConfigStore as the `rdx_defaults` node that conf/train.yaml composes first, so the YAML
 files under conf/ only choose presets: each one holds what differs from these defaults
-(tests/test_config.py fails on a YAML value that restates one). `validate` types the
+(tests/cli/test_config.py fails on a YAML value that restates one). `validate` types the
 composed DictConfig with OmegaConf's structured configs (these dataclasses as schemas) and
 checks every value, raising ConfigError with one line naming the key, the value and what
 is allowed. This module imports no torch, so bad input fails in about a second.

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory) -> dict[str, str]:
     """Tiny random-weight models of every hub preset's class, saved to local dirs."""
-    from tests.local_hub import build_hub
+    from tests.helpers.local_hub import build_hub
 
     return build_hub(tmp_path_factory.mktemp("hub"))
 

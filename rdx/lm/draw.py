@@ -7,7 +7,7 @@ at a time on CPU, which was half of a tiny β's decoding step at 512 rows × 204
 Inversion needs one uniform per row: with v in (0, 1], token j is drawn when v · Σw falls
 in (W_{j−1}, W_j], W the row's cumulative weights, which happens with probability w_j / Σw,
 the softmax probability. It works from the logits (no normalisation pass).
-benchmarks/compute.py measures it; tests/test_draw.py checks the distribution with
+benchmarks/compute.py measures it; tests/lm/test_draw.py checks the distribution with
 chi-square tests.
 
 Keyed uniforms (`keyed_uniforms`): β's trajectories must not depend on how they are

@@ -9,7 +9,7 @@ weight gradient) through oneDNN's `_linear_pointwise` op, and replaces GPT-2's `
 
 The results are fp32 products accumulated in another order: logits move by ~1e-6, so a
 seeded run is reproducible for a given rdx version and `trainer.kernels`, not bit-equal to
-`trainer.kernels=torch` (tests/test_kernels.py states the tolerance). Only CPU float32
+`trainer.kernels=torch` (tests/lm/test_kernels.py states the tolerance). Only CPU float32
 tensors outside autocast take the route; anything else falls back to torch's own path.
 """
 

@@ -9,7 +9,7 @@ so that a run resumed at an epoch replays what an uninterrupted one does. TRL's 
 checkpoints, reports and progress bars are off. Its per-step logs (loss, reward margins and
 accuracies) go to metrics.jsonl and W&B under flat train/* names. Reward dropout does not
 apply (paper footnote 11; the config rejects it). The loss TRL minimises is
-rdx.method.dpo.dpo_loss's (tests/test_harmless.py checks one step against it).
+rdx.method.dpo.dpo_loss's (tests/pipeline/test_harmless.py checks one step against it).
 """
 
 from __future__ import annotations

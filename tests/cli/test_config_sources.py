@@ -1,0 +1,117 @@
+"""One source for every default: rdx.config's dataclasses. conf/ YAML only chooses presets,
+so a value written there either differs from the dataclass default (a preset's choice) or
+is an error here; the composed default run is the dataclasses' defaults exactly; and a
+setting an algorithm does not read cannot be set."""
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from rdx.config import ALGOS, Config, ConfigError, DPOConfig, PPOConfig, to_dict, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+SECTIONS = [k for k, v in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(v)]
+
+
+def compose_cfg(*overrides: str) -> Config:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    return validate(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _defaults() -> dict:
+    plain = dataclasses.asdict(Config())
+    plain["logger"]["tags"] = list(plain["logger"]["tags"])  # YAML writes lists
+    return plain
+
+
+def restated_defaults(conf: Path) -> list[str]:
+    """`file: key=value` for every value a group option writes that equals the default."""
+    defaults, found = _defaults(), []
+    for section in SECTIONS:
+        for path in sorted((conf / section).glob("*.yaml")):
+            data = yaml.safe_load(path.read_text()) or {}
+            found += [
+                f"{path.relative_to(conf)}: {key}={value!r}"
+                for key, value in data.items()
+                if key in defaults[section] and value == defaults[section][key]
+            ]
+    return found
+
+
+def test_no_preset_restates_a_default():
+    assert len(SECTIONS) == 10  # model ... algo, eval: every section with a settings class
+    assert restated_defaults(CONF) == []
+
+
+def test_a_restated_default_is_found(tmp_path):
+    # The check itself, on a conf/ whose trainer preset restates one default.
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "default.yaml").write_text("epochs: 5\nlr: 1.0e-4\n")
+    assert restated_defaults(tmp_path) == ["trainer/default.yaml: epochs=5"]
+
+
+def test_train_yaml_sets_no_value_but_the_cache_lookup():
+    data = yaml.safe_load((CONF / "train.yaml").read_text())
+    # cache_dir: RDX_CACHE when set, else ~/.cache/rdx, Config's default (a compose-time lookup)
+    assert set(data) == {"defaults", "hydra", "cache_dir"}
+    assert data["cache_dir"].endswith("/.cache/rdx}") and Config.cache_dir == "~/.cache/rdx"
+
+
+def test_the_composed_default_run_is_the_dataclass_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("RDX_CACHE", str(tmp_path))
+    composed = to_dict(compose_cfg())
+    assert composed == {**to_dict(Config()), "cache_dir": str(tmp_path)}
+
+
+@pytest.mark.parametrize("name", sorted(ALGOS))
+def test_each_algo_option_is_its_settings_class(name):
+    """The algo options live only in the ConfigStore, made from ALGOS' classes: no YAML
+    copy of them whose defaults could drift (algo.kl_coef was 0.05 in the dataclass and
+    0.2 in conf/algo/ppo.yaml)."""
+    assert not (CONF / "algo").exists()
+    stored = {k.removesuffix(".yaml") for k in ConfigStore.instance().repo["algo"]}
+    assert stored == set(ALGOS)
+    base = [] if name == "offpolicy" else ["experiment=harmless"]
+    cfg = compose_cfg(*base, f"algo={name}")
+    assert cfg.algo == ALGOS[name]()
+    assert type(cfg.algo) is ALGOS[name]
+
+
+def test_ppo_and_dpo_keep_their_own_settings():
+    assert compose_cfg("experiment=harmless").algo.kl_coef == PPOConfig.kl_coef == 0.2
+    dpo = compose_cfg("experiment=harmless", "algo=dpo")
+    assert isinstance(dpo.algo, DPOConfig) and not hasattr(dpo.algo, "kl_coef")
+    assert dpo.dropout.mode == "none"  # the dpo option picks dropout=none
+    with pytest.raises(ConfigError, match="algo.kl_coef: unknown key; allowed: beta, "):
+        compose_cfg("experiment=harmless", "algo=dpo", "+algo.kl_coef=0.1")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["algo=ppo", "dropout.random_replacement=true"],
+            "dropout.random_replacement=True: algo=ppo does not use it; leave it at False",
+        ),
+        (["algo=ppo", "trainer.is_clip=0.5"], "trainer.is_clip=0.5: algo=ppo does not use it"),
+        (["algo=dpo", "sampling.top_k=5"], "sampling.top_k=5: algo=dpo does not use it"),
+        (["algo=ppo", "reward.output=prob"], "reward.output='prob': algo=ppo does not use it"),
+    ],
+)
+def test_a_setting_the_algo_ignores_is_an_error(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        compose_cfg("experiment=harmless", *overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_off_policy_run_reads_those_settings():
+    cfg = compose_cfg("dropout=random", "dropout.random_replacement=true", "trainer.is_clip=0.5")
+    assert (cfg.dropout.random_replacement, cfg.trainer.is_clip) == (True, 0.5)

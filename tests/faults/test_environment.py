@@ -1,0 +1,60 @@
+"""Fault injection on the environment: WordNet missing, W&B's variables, a damaged W&B run
+id (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from rdx.config import Config, ConfigError, LoggerConfig
+from rdx.logger import resolve_mode
+from rdx.run import preflight
+
+
+def test_preflight_finds_missing_wordnet_before_any_work(monkeypatch, tmp_path):
+    """nltk searching only an empty directory: the run stops before any work, and the
+    check itself does not load WordNet (that waits for METEOR's first use)."""
+    import nltk.data
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    with pytest.raises(ConfigError, match="WordNet.*python -m rdx.pipeline.wordnet"):
+        preflight(Config())
+
+
+@pytest.mark.parametrize(
+    "env, mode",
+    [
+        ({"WANDB_MODE": "disabled"}, "disabled"),
+        ({"WANDB_MODE": "offline", "WANDB_API_KEY": "x" * 40}, "offline"),
+        ({"WANDB_MODE": "dryrun"}, "offline"),
+        ({"WANDB_DISABLED": "true"}, "disabled"),
+        ({"WANDB_API_KEY": "x" * 40}, "online"),
+    ],
+)
+def test_logger_auto_honours_wandb_environment(monkeypatch, tmp_path, env, mode):
+    for key in ("WANDB_MODE", "WANDB_DISABLED", "WANDB_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert resolve_mode(LoggerConfig(mode="auto")) == mode
+    assert resolve_mode(LoggerConfig(mode="online")) == "online"  # an explicit mode wins
+
+
+@pytest.mark.parametrize("stored", [b"", b"\xff\xfe\x00", b"../../etc", b"ab12cd34"])
+def test_a_damaged_wandb_id_starts_a_new_run_id(tmp_path, monkeypatch, stored):
+    from rdx.logger import WandbLogger
+
+    seen = {}
+    fake = types.SimpleNamespace(init=lambda **kw: seen.update(kw) or types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    (tmp_path / ".wandb_id").write_bytes(stored)
+    WandbLogger(LoggerConfig(mode="offline"), tmp_path, "n", {}, None, [])
+    if stored == b"ab12cd34":
+        assert seen["id"] == "ab12cd34"  # a requeued job continues its W&B run
+    else:
+        assert len(seen["id"]) == 8 and seen["id"] != stored.decode("latin-1")
+    assert (tmp_path / ".wandb_id").read_text() == seen["id"]
