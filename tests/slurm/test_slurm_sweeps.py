@@ -1,7 +1,8 @@
 """Sweeps on the local SLURM cluster: one job array, preemption, submitit's requeue.
 
 Each test skips via the `slurm_cluster` fixture when no cluster answers. Run with
-`scripts/slurm-up && pytest -m slurm tests/slurm/test_slurm_sweeps.py` (3-5 minutes on 2 idle cores).
+`scripts/slurm-up && pytest -m slurm tests/slurm/test_slurm_sweeps.py` (3-5 minutes on 2
+idle cores).
 """
 
 import json
