@@ -5,14 +5,12 @@ issue 22 §2)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rdx.data.corpus import Corpus, DataError, Example
+from tests.helpers.cli import rdx_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,24 +41,15 @@ def test_a_target_attribute_with_no_sentences_builds_nothing(tmp_path):
     ]
     (data / "test.csv").write_text("\n".join(rows) + "\n")
     cache, run = tmp_path / "cache", tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rdx.train",
-            "experiment=smoke",
-            "logger=none",
-            "dataset=agnews",
-            f"dataset.path={data}",
-            "attribute=sport",
-            "stage=prepare",
-            f"cache_dir={cache}",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-        capture_output=True,
-        text=True,
+    proc = rdx_cli(
+        "experiment=smoke",
+        "logger=none",
+        "dataset=agnews",
+        f"dataset.path={data}",
+        "attribute=sport",
+        "stage=prepare",
+        f"cache_dir={cache}",
+        f"hydra.run.dir={run}",
         timeout=300,
     )
     lines = [line for line in proc.stderr.splitlines() if line.startswith("rdx:")]
@@ -89,23 +78,13 @@ def test_a_capped_prefix_count_is_warned(caplog):
 @pytest.mark.slow
 def test_eval_prefixes_beyond_the_corpus_are_warned_and_recorded(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rdx.train",
-            "experiment=smoke",
-            "logger=none",
-            "trainer.threads=1",
-            "trainer.epochs=1",
-            "sampling.eval_prefixes=100000",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-        capture_output=True,
-        text=True,
-        timeout=900,
+    proc = rdx_cli(
+        "experiment=smoke",
+        "logger=none",
+        "trainer.threads=1",
+        "trainer.epochs=1",
+        "sampling.eval_prefixes=100000",
+        f"hydra.run.dir={run}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())

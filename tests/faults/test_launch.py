@@ -16,19 +16,13 @@ import hydra
 import pytest
 
 from rdx.train import check_overrides
+from tests.helpers.cli import rdx_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rdx.train", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return rdx_cli(*args, cwd=cwd, timeout=120)
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 
 from rdx.records import RunRecords, read_json, read_jsonl, write_json
 from rdx.run import execute
+from tests.helpers.cli import rdx_cli
 from tests.helpers.faults import cfg, fake_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,22 +99,12 @@ def test_check_step_names_the_first_non_finite_loss_or_gradient():
 def test_a_diverging_run_stops_at_the_first_nan_step_and_is_marked_failed(tmp_path):
     """trainer.lr=1e30: step 1 blows the weights up, step 2's loss is NaN."""
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rdx.train",
-            "experiment=smoke",
-            "logger=none",
-            "trainer.threads=1",
-            "trainer.lr=1e30",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-        capture_output=True,
-        text=True,
-        timeout=900,
+    proc = rdx_cli(
+        "experiment=smoke",
+        "logger=none",
+        "trainer.threads=1",
+        "trainer.lr=1e30",
+        f"hydra.run.dir={run}",
     )
     lines = [line for line in proc.stderr.splitlines() if line.startswith("rdx:")]
     assert proc.returncode == 2, proc.stderr[-3000:]
