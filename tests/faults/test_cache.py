@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rdx.pipeline.cache import MARKER, cached, verify
-from tests.helpers.faults import _builder, crafted_checkpoints, tmp_files
+from tests.helpers.faults import counting_builder, crafted_checkpoints, tmp_files
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ from tests.helpers.faults import _builder, crafted_checkpoints, tmp_files
 )
 def test_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path, damage, caplog):
     calls: list[int] = []
-    entry = cached(tmp_path, "trajectories", {"k": 1}, _builder(calls), version=1)
+    entry = cached(tmp_path, "trajectories", {"k": 1}, counting_builder(calls), version=1)
     assert verify(entry) is None and len(calls) == 1
     pt = entry / "trajectories.pt"
     if damage == "truncate-pt":
@@ -48,7 +48,7 @@ def test_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path, damage, caplog):
         _, crafted, marker = crafted_checkpoints(tmp_path)[0]
         os.replace(crafted, pt)
     with caplog.at_level(logging.WARNING, logger="rdx"):
-        again = cached(tmp_path, "trajectories", {"k": 1}, _builder(calls), version=1)
+        again = cached(tmp_path, "trajectories", {"k": 1}, counting_builder(calls), version=1)
     assert again == entry and len(calls) == 2
     assert "is damaged" in caplog.text and "rebuilding" in caplog.text
     assert verify(again) is None
@@ -60,12 +60,12 @@ def test_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path, damage, caplog):
 
 def test_stale_temp_dirs_of_killed_builds_are_removed(tmp_path):
     calls: list[int] = []
-    key_dir = cached(tmp_path, "scores", {"k": 2}, _builder(calls), version=1)
+    key_dir = cached(tmp_path, "scores", {"k": 2}, counting_builder(calls), version=1)
     stale = key_dir.with_name(f"{key_dir.name}.tmp-99999")
     stale.mkdir()
     (stale / "half.pt").write_bytes(b"\0" * 100)
     (key_dir / MARKER).unlink()  # force a rebuild of this key
-    cached(tmp_path, "scores", {"k": 2}, _builder(calls), version=1)
+    cached(tmp_path, "scores", {"k": 2}, counting_builder(calls), version=1)
     assert not stale.exists() and tmp_files(tmp_path) == []
 
 

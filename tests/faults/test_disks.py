@@ -15,7 +15,7 @@ from rdx.records import (
     RunRecords,
     write_json,
 )
-from tests.helpers.faults import _builder, fill, tmp_files, tmpfs
+from tests.helpers.faults import counting_builder, fill, tmp_files, tmpfs
 
 
 def test_full_disk_keeps_records_whole_and_ends_failed(tmp_path):
@@ -40,7 +40,7 @@ def test_full_disk_keeps_records_whole_and_ends_failed(tmp_path):
         # A cache build on the full disk leaves no half-written dir either.
         calls: list[int] = []
         with pytest.raises(OSError):
-            cached(disk / "cache", "scores", {"k": 4}, _builder(calls), version=1)
+            cached(disk / "cache", "scores", {"k": 4}, counting_builder(calls), version=1)
         assert tmp_files(disk) == []
 
 

@@ -103,7 +103,7 @@ def held_by_another_process(run_dir: Path) -> Iterator[subprocess.Popen]:
         holder.wait()
 
 
-def _builder(calls: list[int]):
+def counting_builder(calls: list[int]):
     def build(out: Path) -> None:
         calls.append(1)
         torch.save({"x": torch.arange(4), "texts": ["a", "b"], "n": 3}, out / "trajectories.pt")
