@@ -121,7 +121,7 @@ def test_sentence_filter_counts_tokens_and_keeps_long_ones():
 
 
 def test_paper_table1_takes_each_switch_at_the_authors_choice(monkeypatch):
-    from test_config import compose_cfg
+    from tests.cli.test_config import compose_cfg
 
     monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)
     cfg = compose_cfg("experiment=paper_table1")
@@ -153,9 +153,8 @@ def test_paper_table1_takes_each_switch_at_the_authors_choice(monkeypatch):
     ],
 )  # fmt: skip
 def test_bad_switch_values_name_key_value_and_allowed(override, message):
-    from test_config import compose_cfg
-
     from rdx.config import ConfigError
+    from tests.cli.test_config import compose_cfg
 
     with pytest.raises(ConfigError) as err:
         compose_cfg(override)

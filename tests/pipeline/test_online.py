@@ -69,7 +69,7 @@ def test_online_needs_shared_tokens(cfg):
 
 
 def test_fig3_authors_preset_and_its_compositions():
-    from test_sweeps import job_config, sweep_jobs
+    from tests.cli.test_sweeps import job_config, sweep_jobs
 
     cfg = job_config("sweeps=fig3_authors", "+sweeps/arm=quantile-0.95")
     s, t = cfg.sampling, cfg.trainer
@@ -92,9 +92,8 @@ def test_fig3_authors_preset_and_its_compositions():
 
 
 def test_online_refuses_set_ranking_dropout():
-    from test_config import compose_cfg
-
     from rdx.config import ConfigError
+    from tests.cli.test_config import compose_cfg
 
     with pytest.raises(ConfigError, match="dropout=global_top with sampling.online=true"):
         compose_cfg("sampling.online=true", "dropout=global_top")
