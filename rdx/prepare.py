@@ -34,10 +34,13 @@ def shard_commands(argv: list[str]) -> list[list[str]] | None:
     if n <= 1:
         return None
     argv = [a for a in argv if a not in ("-m", "--multirun")]
+    # A sweep dir is one sweep's (rdx.sweep): the merge is a sweep of its own, in <dir>/merge
+    # when the command names the dir (else in a sweep dir of its own time, as any sweep).
+    merge_argv = [f"{a}/merge" if a.startswith("hydra.sweep.dir=") else a for a in argv]
     return [
         ["-m", "stage=prepare", f"sampling.shard=range(0,{n})", *argv],
         # a job per setting, in subdirs of their own: every chunk is cached, they merge them
-        ["-m", "stage=prepare", "hydra.sweep.subdir=merge-${hydra.job.num}", *argv],
+        ["-m", "stage=prepare", "hydra.sweep.subdir=merge-${hydra.job.num}", *merge_argv],
     ]
 
 

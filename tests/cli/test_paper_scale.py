@@ -1,6 +1,7 @@
 """Paper scale: sweeps=paper_table1 composes for all six attributes, a too small prefix pool
 is a one-line error, and rdx.prepare fans sampling.shards=N out as shard jobs then a merge."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from rdx.config import SamplingConfig
 from rdx.data.corpus import DataError
 from rdx.pipeline.offpolicy.shards import check_pool
 from rdx.prepare import shard_commands
+from tests.helpers.cli import rdx_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = {"negative": "yelp", "positive": "yelp", "world": "agnews", "sport": "agnews"}
@@ -127,6 +129,31 @@ def test_prepare_fans_shards_out_then_merges():
     assert shard_commands(["sampling.shards=1"]) is None
     assert shard_commands(["attribute=sport"]) is None
     assert shard_commands(["sampling.shards=3", "sampling.shard=1"]) is None  # one shard job
+    # A sweep dir is one sweep's: the merge runs in <dir>/merge, not beside the shards.
+    named = shard_commands(["sampling.shards=2", "hydra.sweep.dir=/x/prep"])
+    assert named[0][-1] == "hydra.sweep.dir=/x/prep"
+    assert named[1][-1] == "hydra.sweep.dir=/x/prep/merge"
+
+
+@pytest.mark.slow
+def test_sharded_prepare_runs_its_shards_then_the_merge(tmp_path):
+    sweep, cache = tmp_path / "prep", tmp_path / "cache"
+    proc = rdx_cli(
+        "experiment=smoke",
+        "logger=none",
+        "sampling.shards=3",
+        "sampling.chunk_rows=64",
+        f"cache_dir={cache}",
+        f"hydra.sweep.dir={sweep}",
+        module="rdx.prepare",
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = json.loads((sweep / "sweep.json").read_text())["counts"]
+    merged = json.loads((sweep / "merge" / "sweep.json").read_text())["counts"]
+    assert shards == {"completed": 3} and merged == {"completed": 1}
+    assert len([p for p in (cache / "trajectory-chunks").iterdir() if p.is_dir()]) == 3
+    assert len([p for p in (cache / "trajectories").iterdir() if p.is_dir()]) == 1
 
 
 def test_chunks_must_hold_whole_scoring_blocks():
