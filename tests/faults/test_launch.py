@@ -50,8 +50,9 @@ def test_a_list_without_multirun_is_one_rdx_line_with_a_config_name(tmp_path):
     )
 
 
-def test_a_long_list_of_plain_values_is_checked_without_composing_each(monkeypatch, capsys):
-    calls = []
+def count_compose(monkeypatch) -> list:
+    """The overrides of every hydra.compose call the pre-launch check makes, as it makes them."""
+    calls: list = []
     compose = hydra.compose
 
     def counting(*args, **kwargs):
@@ -59,6 +60,11 @@ def test_a_long_list_of_plain_values_is_checked_without_composing_each(monkeypat
         return compose(*args, **kwargs)
 
     monkeypatch.setattr(hydra, "compose", counting)
+    return calls
+
+
+def test_a_long_list_of_plain_values_is_checked_without_composing_each(monkeypatch, capsys):
+    calls = count_compose(monkeypatch)
     seeds = ",".join(str(i) for i in range(199)) + ",-1"
     with pytest.raises(SystemExit) as exit_:
         check_overrides(["-m", f"seed={seeds}", "gamma=0.2,0.4,0.2,0.4"])
@@ -69,14 +75,7 @@ def test_a_long_list_of_plain_values_is_checked_without_composing_each(monkeypat
 
 
 def test_a_group_list_composes_once_per_distinct_value(monkeypatch, capsys):
-    calls = []
-    compose = hydra.compose
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("overrides"))
-        return compose(*args, **kwargs)
-
-    monkeypatch.setattr(hydra, "compose", counting)
+    calls = count_compose(monkeypatch)
     check_overrides(["-m", "dropout=" + ",".join(["none", "random", "quantile"] * 20)])
     assert len(calls) == 1 + 3  # the launch config, then none, random, quantile once each
 
