@@ -3,7 +3,8 @@
     python -m analysis.figures --csv results/runs.csv --runs runs --out figures/ [--heatmap-run DIR]
         [--duplicates fail|latest]      # as in analysis.tables; make figures passes latest
 
-fig3_<dataset>_<attribute>[_<axis>=<value>...]: eval/likelihood and eval/reward by epoch
+fig3_<dataset>_<attribute>[_<axis>=<value>...]: train/acc, train/reward (the paper's axes),
+    eval/likelihood and eval/reward by epoch, the rows the runs logged
     (metrics.jsonl, epochs from 1), one column per target init, one line per dropout setting
     (mean over seeds, band = min..max); the suffix names model/lr/... when the CSV has
     several. Drawn only from runs with per-epoch metrics (trainer.epoch_metrics=every, as in
@@ -53,7 +54,14 @@ from analysis.runs import (  # noqa: E402
 
 FIG3_CONFIG = ("model", "behavior", "reward_model", "epochs", "lr")
 PARETO_PANELS = ("model", "init", "behavior", "reward_model", "epochs", "lr")
-CURVES = [("eval/likelihood", "likelihood β(τ̂)"), ("eval/reward", "reward R(τ̂)")]
+# The paper's Fig. 3 axes first (the accuracy and reward of π's greedy text on the train
+# prefixes), then the held-out objectives; a figure has the rows its runs logged.
+CURVES = [
+    ("train/acc", "accuracy (train)"),
+    ("train/reward", "reward (train)"),
+    ("eval/likelihood", "likelihood β(τ̂)"),
+    ("eval/reward", "reward R(τ̂)"),
+]
 ATTRIBUTE_COLORS = {
     "negative": "tab:red",
     "positive": "tab:green",
@@ -191,10 +199,12 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
             continue
         suffix = [f"{config_keys[i]}={fmt_value(config[i])}" for i in varying]
         inits = sorted({str(r["init"]) for r in runs}, key=_init_rank)
+        logged = {k for run in curves.values() for e in run.values() for k in e}
+        rows = [c for c in CURVES if c[0] in logged]
         fig, axes = plt.subplots(
-            2,
+            len(rows),
             len(inits),
-            figsize=(4.2 * len(inits), 6.0),
+            figsize=(4.2 * len(inits), 3.0 * len(rows)),
             squeeze=False,
             sharex=True,
             sharey="row",  # random vs pretrained init on one scale, as in the paper's Fig. 3
@@ -204,7 +214,7 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
             for rec in sorted((r for r in runs if str(r["init"]) == init), key=_setting_order):
                 by_setting[setting_label(rec)].append(rec)
             for label, members in by_setting.items():
-                for row, (key, ylabel) in enumerate(CURVES):
+                for row, (key, ylabel) in enumerate(rows):
                     _plot_mean(
                         axes[row][col],
                         [curves[m["run_dir"]] for m in members],
@@ -215,8 +225,8 @@ def fig3(recs: list[dict[str, Any]], root: Path, out: Path, warn: list[str]) -> 
                     axes[row][col].set_ylabel(ylabel if col == 0 else "")
                     _plain(axes[row][col], "y")
             axes[0][col].set_title(f"init = {init}")
-            axes[1][col].set_xlabel("epoch")
-            axes[1][col].xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes[-1][col].set_xlabel("epoch")
+            axes[-1][col].xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = axes[0][0].get_legend_handles_labels()
         for ax in axes[0][1:]:  # settings that only exist for another init
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -127,6 +127,30 @@ def test_fig3_counts_epochs_from_one_and_keeps_plain_tick_labels(tmp_path, monke
     plt.close(fig)
 
 
+def test_fig3_draws_the_papers_train_axes_first_when_runs_logged_them(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    csv = grid(tmp_path)
+    for path in tmp_path.rglob("metrics.jsonl"):  # add the paper's axes to every epoch record
+        lines = [json.loads(x) for x in path.read_text().splitlines()[:-1]]
+        for rec in lines:
+            if rec["kind"] == "epoch":
+                rec.update({"train/acc": 0.5 - 0.1 * rec["epoch"], "train/reward": 0.25})
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    made: list = []
+    real_save = figures._save
+    monkeypatch.setattr(
+        figures, "_save", lambda fig, *args: made.append(fig) or real_save(fig, *args)
+    )
+    figures.fig3(runs.load(csv), tmp_path, tmp_path, [])
+    (fig,) = made
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["accuracy (train)", "reward (train)", "likelihood β(τ̂)", "reward R(τ̂)"]
+    ys = [round(y, 6) for line in fig.axes[0].get_lines() for y in line.get_ydata()]
+    assert ys[:3] == [0.5, 0.4, 0.3]  # the mean over seeds of train/acc by epoch
+    plt.close(fig)
+
+
 def test_gamma_colours_are_spread_by_rank():
     recs = [{"dropout": "quantile", "gamma": g, "delta": None} for g in (0.8, 0.9, 0.95)]
     levels = figures.gamma_levels(recs)
