@@ -697,7 +697,10 @@ def inputs(
         f = by_name.get(name)
         if f is not None and f.ratio is not None:
             inp = dataclasses.replace(inp, **{key: f.ratio})
-    inp = dataclasses.replace(inp, sources=default_sources(inp))
+    sources = default_sources(inp)
+    if measure:
+        sources["host"] = f"re-measured in this run: {sources['host']}"
+    inp = dataclasses.replace(inp, sources=sources)
     data = load_gpu_json(gpu_json) if gpu_json is not None else None
     return with_gpu(inp, data) if data is not None else inp
 
