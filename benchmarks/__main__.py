@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if "jobs" in parts:
         figures += jobs.run(args.quick)
     if "projection" in parts:
-        figures += projection.run()
+        # CPU-scaled until scripts/gpu-check has written its JSON beside this run's
+        figures += projection.run(args.out.parent / "gpu.json", measure=True, measured=figures)
     if "grid" in parts:
         figures += jobs.grid(args.quick)
     elapsed = time.perf_counter() - tic
