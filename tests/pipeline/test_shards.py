@@ -156,24 +156,22 @@ def test_a_killed_shard_resumes_at_its_first_missing_chunk(
 ):
     """Killed inside its third chunk, the shard's rerun samples only the chunks it had not
     finished, and the merge equals the uninterrupted build."""
-    import rdx.pipeline.offpolicy.shards as shards_mod
-
     st = stage(models, tmp_path / "cache", batch_size=16, chunk_rows=30)
-    real_sample = shards_mod.sample
+    real_sample = st.engine.sample
     sampled: list[int] = []
 
     def killed_at_third_chunk(*args, **kwargs):
-        sampled.append(len(args[1]))
+        sampled.append(len(args[0]))
         if len(sampled) == 3:
             raise KeyboardInterrupt("killed")
         return real_sample(*args, **kwargs)
 
-    monkeypatch.setattr(shards_mod, "sample", killed_at_third_chunk)
+    monkeypatch.setattr(st.engine, "sample", killed_at_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         st.build_shard(0, 1)
     sampled.clear()
     monkeypatch.setattr(
-        shards_mod, "sample", lambda *a, **k: sampled.append(1) or real_sample(*a, **k)
+        st.engine, "sample", lambda *a, **k: sampled.append(1) or real_sample(*a, **k)
     )
     st.build_shard(0, 1)  # the requeued job: chunks 0 and 1 come from the cache
     assert len(sampled) == st.n_chunks - 2
