@@ -163,9 +163,12 @@ class VLLMEngine:
         for i, out in enumerate(outputs):
             done = out.outputs[0]
             ids = list(done.token_ids)[: d.new_tokens]
+            if done.logprobs is None or len(done.logprobs) < len(ids):
+                raise RuntimeError("vLLM returned no log-prob for a sampled token (logprobs=0)")
             tokens[i, width : width + len(ids)] = torch.tensor(ids, dtype=torch.long)
-            for t, (tok, step) in enumerate(zip(ids, done.logprobs or [], strict=False)):
-                logprobs[i, t] = step[tok].logprob
+            steps = done.logprobs[: len(ids)]
+            lp = [step[tok].logprob for tok, step in zip(ids, steps, strict=True)]
+            logprobs[i, : len(ids)] = torch.tensor(lp)
         return Drawn(tokens, logprobs)
 
 
