@@ -11,6 +11,10 @@ Steps (the plan's budgets are estimates; scripts/gpu-check stops the whole at 60
   3. π training: GPT2-124M's architecture, bf16 autocast, AdamW, batch 64 × 30 tokens:
      step time and MFU against the GPU's bf16 dense peak (given by --peak-tflops, or from
      the device name for H100/H200/A100).
+  4. β sampling with sampling.engine=vllm (rdx.lm.engines.VLLMEngine): the same rows and
+     options as step 2 on vLLM's dummy (random) OPT-6.7B weights, one seeded request per
+     row; its start-up is timed apart. Last, because vLLM keeps the memory it claims.
+     Skipped, with the reason in the JSON, where vLLM is not installed.
 Random weights give the same FLOPs and memory traffic as trained ones; the token counts
 of a random model's samples are fixed (stop_at_eos=False), as the authors' β's were.
 The JSON is written beside make bench's benchmarks/results.json.
@@ -30,8 +34,9 @@ import torch
 PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
 PLAN = [
     ("tests", "pytest -m gpu tests/lm/test_gpu.py", 240),
-    ("beta", "OPT-6.7B arch (random, bf16): sample 512 rows x 26 tokens, score 2048 rows", 180),
-    ("train", "GPT2-124M arch (random, bf16 autocast): 20 AdamW steps of 64 x 30 tokens", 120),
+    ("beta", "OPT-6.7B arch (random, bf16): sample 512 rows x 26 tokens, score 2048 rows", 150),
+    ("train", "GPT2-124M arch (random, bf16 autocast): 20 AdamW steps of 64 x 30 tokens", 90),
+    ("beta_vllm", "OPT-6.7B arch (vLLM dummy weights, bf16): sample 512 rows x 26 tokens", 120),
 ]
 
 
@@ -93,6 +98,46 @@ def bench_beta(batch: int, new_tokens: int = 26) -> dict:
     return out  # the model is freed with this frame; main empties the cache
 
 
+def bench_beta_vllm(batch: int, new_tokens: int = 26) -> dict:
+    """β tokens/s through VLLMEngine: OPT-6.7B's config in a temp dir, random weights made
+    by vLLM itself (load_format=dummy: no 13 GB checkpoint to write), step 2's options."""
+    import tempfile
+
+    from rdx.lm.archs import ARCHS
+    from rdx.lm.engines import Decoding, VLLMEngine
+    from rdx.lm.vllm_mapping import vllm_problem
+
+    problem = vllm_problem()
+    if problem is not None:
+        return {"skipped": problem}
+    prefixes = torch.randint(4, 50000, (batch, 5), generator=torch.Generator().manual_seed(0))
+    keys = torch.stack(
+        [torch.zeros(batch), torch.zeros(batch), torch.arange(batch), torch.zeros(batch)], 1
+    ).long()
+    d = Decoding(new_tokens, 1.0, eos_id=2, stop_at_eos=False, top_k=50, repetition_penalty=1.2)
+    with tempfile.TemporaryDirectory() as model_dir:
+        ARCHS["opt-6.7b"].save_pretrained(model_dir)
+        engine = VLLMEngine(
+            model_dir, dtype="bfloat16", model_eos_ids=(2,), load_format="dummy", max_model_len=64
+        )
+        t0 = time.perf_counter()
+        engine.sample(prefixes[:8], keys[:8], d)  # start-up (weights, KV cache, graphs) and warm-up
+        start_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        engine.sample(prefixes, keys, d)
+        sample_s = time.perf_counter() - t0
+    import vllm
+
+    return {
+        "vllm": vllm.__version__,
+        "rows": batch,
+        "new_tokens": new_tokens,
+        "start_s": start_s,
+        "sample_s": sample_s,
+        "sample_tokens_per_s": batch * new_tokens / sample_s,
+    }
+
+
 def bench_train(peak: float | None, steps: int = 20, batch: int = 64, width: int = 30) -> dict:
     from rdx.lm.archs import n_params, random_lm
     from rdx.method.objective import token_logprobs
@@ -139,7 +184,11 @@ def main() -> int:
     args = ap.parse_args()
     print("gpu-check plan:")
     for name, what, budget in PLAN:
-        print(f"  {name:6s} ≤{budget:4d} s  {what}")
+        print(f"  {name:9s} ≤{budget:4d} s  {what}")
+    from rdx.lm.vllm_mapping import vllm_problem
+
+    if vllm_problem() is not None:
+        print(f"  beta_vllm will be skipped: {vllm_problem()}")
     if not torch.cuda.is_available():
         print(f"no CUDA device (torch {torch.__version__}): nothing run, no JSON written")
         return 0
@@ -164,6 +213,9 @@ def main() -> int:
     torch.cuda.empty_cache()
     t0 = time.perf_counter()
     result["steps"]["train"] = {**bench_train(peak), "s": time.perf_counter() - t0}
+    torch.cuda.empty_cache()
+    t0 = time.perf_counter()
+    result["steps"]["beta_vllm"] = {**bench_beta_vllm(args.batch), "s": time.perf_counter() - t0}
     write_json(args.out, result)
     for key, value in result["steps"].items():
         print(key, value)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from rdx import hub
-from rdx.lm import KERNELS
+from rdx.lm import KERNELS, vllm_mapping
 from rdx.method import BATCH_MODES, DROPOUT_MODES, GAMMA_MODES, PPO_SCORES, SET_MODES
 
 
@@ -131,6 +131,12 @@ class SamplingConfig:
     shards: int = 1  # prepare: β's rows split over this many shard jobs (offpolicy/shards.py)
     shard: int | None = None  # set per shard job: build this shard's chunks only
     chunk_rows: int = 8192  # rows per checkpointed chunk of β's sampling and scoring
+    # what draws β's trajectories: hf, rdx's sampler on the HF model; vllm, vLLM on β's
+    # weights (pip install 'rdx[vllm]', CUDA; rdx.lm.engines, docs/scale.md). π decodes with hf.
+    engine: str = one_of("hf", "vllm")
+    # β_i from: rescore, the HF β's forward over the stored rows (either engine: the numbers
+    # evaluation scores with); engine, vLLM's log-probs of its own draws (engine=vllm only)
+    likelihood: str = one_of("rescore", "engine")
 
 
 # Rows per scoring forward of β's trajectories (offpolicy/shards.py): chunks hold whole blocks.
@@ -502,6 +508,7 @@ def validate(raw: dict[str, Any]) -> Config:
     _positive("sampling.repetition_penalty", s.repetition_penalty)
     _positive("sampling.fresh_per_epoch", s.fresh_per_epoch)
     _positive("sampling.min_tokens", s.min_tokens, allow_none=True)
+    _check_engine(cfg)
     if s.online and mode in SET_MODES:
         raise ConfigError(
             f"dropout={mode} with sampling.online=true: it ranks a stored sample set, which "
@@ -566,6 +573,38 @@ def validate(raw: dict[str, Any]) -> Config:
     else:
         _check_harmless(cfg)
     return dataclasses.replace(cfg, cache_dir=os.path.expanduser(cfg.cache_dir))
+
+
+def _check_engine(cfg: Config) -> None:
+    """sampling.engine and sampling.likelihood: what vLLM can draw as rdx would, and where."""
+    s = cfg.sampling
+    if s.likelihood == "engine" and s.engine != "vllm":
+        raise ConfigError(
+            f"sampling.likelihood=engine with sampling.engine={s.engine}: only vllm returns "
+            "its own log-probs (hf's β_i is the rescoring); use likelihood=rescore"
+        )
+    if s.likelihood == "engine" and s.behavior_prob != "raw":
+        raise ConfigError(
+            f"sampling.likelihood=engine with sampling.behavior_prob={s.behavior_prob}: vLLM's "
+            "log-probs are β's raw ones; use likelihood=rescore for the processed β_i"
+        )
+    if s.engine != "vllm":
+        return
+    if s.online:
+        raise ConfigError(
+            "sampling.online=true with sampling.engine=vllm: online sampling draws each "
+            "batch inside training with the HF model; use sampling.engine=hf"
+        )
+    if cfg.trainer.device.startswith(("cpu", "mps")):
+        raise ConfigError(
+            f"sampling.engine=vllm with trainer.device={cfg.trainer.device}: vLLM runs on "
+            "CUDA; use trainer.device=cuda or sampling.engine=hf"
+        )
+    problem = vllm_mapping.refusal(
+        temperature=s.temperature, top_k=s.top_k, repetition_penalty=s.repetition_penalty
+    )
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _check_lora(lora: LoraConfig) -> None:

@@ -51,6 +51,10 @@ UNHASHED = (
     "sweep",
     "resume",
 )
+# Keys added after runs were recorded without them, left out of the identity at the value
+# those runs had: a run dir from before resumes and answers as it did. Away from it, a key
+# is part of the identity like any other.
+SINCE_ADDED = {"sampling.engine": "hf", "sampling.likelihood": "rescore"}
 RESUME_POLICIES = ("never", "auto", "force")
 STATUS_RESERVE_BYTES = 16384  # freed to write the final status.json on a full disk
 
@@ -232,12 +236,13 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide a run's numbers: the config flattened to dotted keys, less
-    UNHASHED ones."""
+    UNHASHED ones and SINCE_ADDED ones at their old value."""
     flat = _flatten(config)
     return {
         k: v
         for k, v in sorted(flat.items())
         if not any(k == u or k.startswith(u + ".") for u in UNHASHED)
+        and not (k in SINCE_ADDED and v == SINCE_ADDED[k])
     }
 
 

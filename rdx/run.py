@@ -52,7 +52,8 @@ def preflight(cfg: Config) -> None:
     """Checks that need torch or the environment, run before any work (ConfigError: one line).
 
     rdx.config.validate checks the values themselves without torch; these check what the
-    values ask of this machine: the device, the tiny models' positions, METEOR's WordNet.
+    values ask of this machine: the device, vLLM where it is the engine, the tiny models'
+    positions, METEOR's WordNet.
     """
     from rdx.config import ConfigError
     from rdx.lm import check_positions
@@ -69,6 +70,17 @@ def preflight(cfg: Config) -> None:
             )
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.device='mps': MPS is not available on this machine")
+    if cfg.sampling.engine == "vllm":
+        from rdx.lm.vllm_mapping import vllm_problem
+
+        problem = vllm_problem()
+        if problem is not None:
+            raise ConfigError(problem)
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "sampling.engine=vllm: vLLM needs a CUDA device and this machine has none; "
+                "use sampling.engine=hf"
+            )
     problem = check_positions(cfg)  # also checked at launch, before torch loads
     if problem is not None:
         raise ConfigError(problem)

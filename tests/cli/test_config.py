@@ -85,6 +85,31 @@ def test_paper_table1_preset_carries_the_authors_settings(monkeypatch):
         (["dataset=yelp", "dataset.path=/no/such/dir"], "dataset.path=/no/such/dir"),
         (["model.init=pretrained"], "model.init='pretrained': needs a hub model"),
         (["trainer.epochs=two"], "trainer.epochs='two': expected an integer"),
+        (["sampling.engine=vlm"], "sampling.engine='vlm': expected one of hf, vllm"),
+        (
+            ["sampling.engine=vllm", "sampling.online=true"],
+            "sampling.online=true with sampling.engine=vllm: online sampling draws each batch",
+        ),
+        (
+            ["sampling.likelihood=engine"],
+            "sampling.likelihood=engine with sampling.engine=hf: only vllm returns",
+        ),
+        (
+            [
+                "sampling.engine=vllm",
+                "sampling.likelihood=engine",
+                "sampling.behavior_prob=processed",
+            ],
+            "sampling.likelihood=engine with sampling.behavior_prob=processed",
+        ),
+        (
+            ["sampling.engine=vllm", "sampling.temperature=3"],
+            "sampling.temperature=3.0: vLLM accepts at most 2.0; use sampling.engine=hf",
+        ),
+        (
+            ["sampling.engine=vllm", "trainer.device=cpu"],
+            "sampling.engine=vllm with trainer.device=cpu: vLLM runs on CUDA",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(overrides, message):
@@ -92,6 +117,12 @@ def test_bad_values_name_key_value_and_allowed(overrides, message):
         compose_cfg(*overrides)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_vllm_engine_composes_with_the_rescored_likelihood():
+    cfg = compose_cfg("sampling.engine=vllm")
+    assert (cfg.sampling.engine, cfg.sampling.likelihood) == ("vllm", "rescore")
+    assert compose_cfg("sampling.engine=vllm", "sampling.likelihood=engine").sampling.likelihood
 
 
 def test_unknown_key_is_rejected():

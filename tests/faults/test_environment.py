@@ -24,6 +24,26 @@ def test_preflight_finds_missing_wordnet_before_any_work(monkeypatch, tmp_path):
         preflight(Config())
 
 
+def test_preflight_refuses_the_vllm_engine_without_vllm_or_cuda(monkeypatch):
+    """sampling.engine=vllm: a missing vLLM names the extra to install; with vLLM (the
+    CPU stand-in) but no CUDA, the run stops there too. Both in one line, before any work."""
+    import dataclasses
+    import importlib.util
+
+    from tests.helpers import fake_vllm
+
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, engine="vllm"))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError, match=r"vLLM is not installed; pip install 'rdx\[vllm\]'"):
+        preflight(cfg)
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="vLLM needs a CUDA device"):
+        preflight(cfg)
+
+
 @pytest.mark.parametrize(
     "env, mode",
     [

@@ -157,5 +157,11 @@ def test_config_hash_ignores_only_what_does_not_change_results():
         {"dropout__mode": "random"},
         {"sampling__temperature": 1.0},
         {"dataset__path": "/data"},
+        {"sampling__engine": "vllm"},
+        {"sampling__likelihood": "engine"},
     ):
         assert config_hash(config_identity(changed(**different))) != h, different
+    # a run recorded before sampling.engine and sampling.likelihood existed keeps its hash
+    before = changed()
+    del before["sampling"]["engine"], before["sampling"]["likelihood"]
+    assert config_hash(config_identity(before)) == h

@@ -4,18 +4,23 @@ same trajectories and scores (rdx.pipeline.offpolicy.shards, rdx.lm.draw.keyed_u
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from rdx.config import SamplingConfig
+from rdx.config import Config, SamplingConfig
 from rdx.data.synthetic import generate
 from rdx.lm.codec import Codec
+from rdx.lm.engines import VLLMEngine, model_eos_ids
 from rdx.lm.models import tiny_bert, tiny_gpt2
 from rdx.lm.sampling import sample, sequence_prob
 from rdx.lm.tokenizer import add_cls, load_tokenizer, train_tokenizer
+from rdx.pipeline.cache import cache_key
+from rdx.pipeline.offpolicy.artifacts import artifact_keys
 from rdx.pipeline.offpolicy.shards import Stage, row_plan
+from tests.helpers import fake_vllm
 
 SAMPLING = SamplingConfig(
     num_prefixes=24,
@@ -47,7 +52,7 @@ def models(tmp_path_factory):
     return beta, Codec(tok), reward, rtok, train, test
 
 
-def stage(models, cache: Path, **sampling) -> Stage:
+def stage(models, cache: Path, engine=None, **sampling) -> Stage:
     beta, codec, reward, rtok, train, test = models
     s = dataclasses.replace(SAMPLING, **sampling)
     return Stage(
@@ -62,6 +67,7 @@ def stage(models, cache: Path, **sampling) -> Stage:
         traj_key={"test": "traj"},
         scores_key={"test": "scores"},
         score_block=10,
+        engine=engine,
     )
 
 
@@ -156,26 +162,90 @@ def test_a_killed_shard_resumes_at_its_first_missing_chunk(
 ):
     """Killed inside its third chunk, the shard's rerun samples only the chunks it had not
     finished, and the merge equals the uninterrupted build."""
-    import rdx.pipeline.offpolicy.shards as shards_mod
-
     st = stage(models, tmp_path / "cache", batch_size=16, chunk_rows=30)
-    real_sample = shards_mod.sample
+    real_sample = st.engine.sample
     sampled: list[int] = []
 
     def killed_at_third_chunk(*args, **kwargs):
-        sampled.append(len(args[1]))
+        sampled.append(len(args[0]))
         if len(sampled) == 3:
             raise KeyboardInterrupt("killed")
         return real_sample(*args, **kwargs)
 
-    monkeypatch.setattr(shards_mod, "sample", killed_at_third_chunk)
+    monkeypatch.setattr(st.engine, "sample", killed_at_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         st.build_shard(0, 1)
     sampled.clear()
     monkeypatch.setattr(
-        shards_mod, "sample", lambda *a, **k: sampled.append(1) or real_sample(*a, **k)
+        st.engine, "sample", lambda *a, **k: sampled.append(1) or real_sample(*a, **k)
     )
     st.build_shard(0, 1)  # the requeued job: chunks 0 and 1 come from the cache
     assert len(sampled) == st.n_chunks - 2
     assert not list((tmp_path / "cache" / "trajectory-chunks").glob("*.tmp-*"))
     assert_same(merged(st, tmp_path / "out"), reference)
+
+
+# THE VLLM ENGINE (through tests/helpers/fake_vllm) -----------------------------------
+
+
+@pytest.fixture
+def vllm_engine(models, tmp_path, monkeypatch):
+    """VLLMEngine(batch) on the fake vLLM, β's weights saved where vLLM would load them."""
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    beta = models[0]
+    beta.save_pretrained(tmp_path / "beta")
+
+    def make(max_num_seqs: int) -> VLLMEngine:
+        return VLLMEngine(
+            str(tmp_path / "beta"),
+            dtype="float32",
+            model_eos_ids=model_eos_ids(beta),
+            max_num_seqs=max_num_seqs,
+        )
+
+    return make
+
+
+def test_vllm_sharded_build_equals_the_unsharded_one(models, reference, tmp_path, vllm_engine):
+    one = stage(models, tmp_path / "one", engine=vllm_engine(64), chunk_rows=10_000)
+    whole = merged(one, tmp_path / "whole")
+    st = stage(models, tmp_path / "cache", engine=vllm_engine(7), chunk_rows=30)
+    for shard in range(3):
+        st.build_shard(shard, 3)
+    assert_same(merged(st, tmp_path / "out"), whole)
+    rows = torch.cat([t["tokens"] for t in whole[0]["train"]])
+    hf_rows = torch.cat([t["tokens"] for t in reference[0]["train"]])
+    assert not torch.equal(rows, hf_rows)  # another engine, another random stream
+    assert 0 < sum(whole[0]["train"][0]["ended"]) < len(rows) // 2
+
+
+def test_vllm_likelihood_engine_gives_the_rescoring_from_the_engines_log_probs(
+    models, tmp_path, vllm_engine
+):
+    rescored = merged(stage(models, tmp_path / "a", engine=vllm_engine(16)), tmp_path / "ra")
+    own = stage(models, tmp_path / "b", engine=vllm_engine(16), likelihood="engine")
+    own.behavior_prob = None  # never called: β_i comes from the chunk's log-probs
+    got = merged(own, tmp_path / "rb")
+    for x, y in zip(got[1]["behavior_prob"], rescored[1]["behavior_prob"], strict=True):
+        assert torch.allclose(x, y, atol=1e-5)  # the fake runs the same float32 β
+
+
+def test_the_trajectories_key_names_the_engine_and_keeps_hf_keys(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    corpus = generate(200, 40, seed=0)
+
+    def keys(**sampling):
+        cfg = Config()
+        cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, **sampling))
+        return artifact_keys(cfg, corpus, "sentiment", "float32", "torch")
+
+    hf, vllm = keys(), keys(engine="vllm")
+    # hf: no engine anywhere in the key, so entries built before the choice are found
+    assert "engine" not in hf["trajectories"] and "engine" not in hf["trajectories"]["sampling"]
+    assert "likelihood" not in hf["trajectories"]["sampling"] and "likelihood" not in hf["scores"]
+    assert vllm["trajectories"]["engine"] == {"name": "vllm", "version": fake_vllm.__version__}
+    assert cache_key(hf["trajectories"], 5) != cache_key(vllm["trajectories"], 5)
+    assert cache_key(hf["scores"], 5) != cache_key(vllm["scores"], 5)
+    own = keys(engine="vllm", likelihood="engine")
+    assert own["trajectories"] == vllm["trajectories"]  # the same rows, other scores
+    assert own["scores"]["likelihood"] == "engine" and own["scores"] != vllm["scores"]

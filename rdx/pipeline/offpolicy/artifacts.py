@@ -39,6 +39,7 @@ from rdx.data.corpus import Corpus, Example, check_classes
 from rdx.data.loaders import load_corpus
 from rdx.hub import local_id
 from rdx.lm.codec import Codec
+from rdx.lm.engines import engine_key, make_engine
 from rdx.lm.kernels import effective, use_kernels
 from rdx.lm.length import at_least_tokens
 from rdx.lm.models import (
@@ -170,12 +171,14 @@ def artifact_keys(
             reward.pop(key)
         reward_key = {"dataset": data, "reward": reward, "task": task}
     # How the rows are computed (batch, shards, chunks) changes no row (offpolicy/shards.py).
-    # behavior_prob changes the scores only, online none of the stored samples; min_tokens
-    # is left out at its default, so the keys of artifacts built before it existed hold.
+    # behavior_prob and likelihood change the scores only, online none of the stored
+    # samples; min_tokens is left out at its default, so the keys of artifacts built before
+    # it existed hold. The engine has an entry of its own, written only for vllm: hf keys
+    # stay those of the entries built before there was a choice.
     sampling = {
         k: v
         for k, v in dataclasses.asdict(cfg.sampling).items()
-        if k not in (*HOW_COMPUTED, "behavior_prob", "online")
+        if k not in (*HOW_COMPUTED, "behavior_prob", "likelihood", "online", "engine")
         and not (k == "min_tokens" and v is None)
     }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
@@ -188,6 +191,9 @@ def artifact_keys(
         "dtype": dtype,
         "kernels": kernels,
     }
+    engine = engine_key(cfg.sampling.engine)
+    if engine is not None:
+        traj_key["engine"] = engine  # vLLM's name and version: its rows are its own
     return {
         "tokenizer": tokenizer,
         "behavior": behavior_key,
@@ -199,6 +205,7 @@ def artifact_keys(
             "dtype": dtype,
             "score_block": SCORE_BLOCK,
             **({} if cfg.sampling.behavior_prob == "raw" else {"behavior_prob": "processed"}),
+            **({} if cfg.sampling.likelihood == "rescore" else {"likelihood": "engine"}),
         },
     }
 
@@ -278,6 +285,7 @@ def load_fixed(cfg: Config) -> Fixed:
         cache_dir=root,
         traj_key=keys["trajectories"],
         scores_key=keys["scores"],
+        engine=make_engine(s.engine, behavior, behavior_id, str(dtype).removeprefix("torch.")),
     )
     return Fixed(
         corpus=corpus,

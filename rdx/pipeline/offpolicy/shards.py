@@ -2,10 +2,11 @@
 
 Every trajectory β draws is a row of one plan (`row_plan`): the sample sets' rows (set j,
 prefix i, sample s), then the held-out prefixes' rows. A row's randomness is keyed by
-(seed, set, prefix, sample) (rdx.lm.draw.keyed_uniforms), so its tokens do not depend on
-which rows are decoded beside it: the plan can be cut into chunks of `sampling.chunk_rows`
-rows, each sampled and scored on its own and cached as its own entry, and the chunks
-concatenated give the rows that one pass over the plan would.
+(seed, set, prefix, sample) (rdx.lm.draw.keyed_uniforms, or the seed of its vLLM request:
+rdx.lm.engines), so its tokens do not depend on which rows are decoded beside it: the plan
+can be cut into chunks of `sampling.chunk_rows` rows, each sampled and scored on its own
+and cached as its own entry, and the chunks concatenated give the rows that one pass over
+the plan would.
 
 - A shard job (`sampling.shard=i` of `sampling.shards=N`) builds chunks i, i+N, i+2N, …;
   one killed midway and requeued finds its finished chunks in the cache and continues.
@@ -30,7 +31,8 @@ from torch import Tensor
 from rdx.config import SCORE_BLOCK, SamplingConfig
 from rdx.data.corpus import DataError
 from rdx.lm.codec import Codec
-from rdx.lm.sampling import classifier_logits, sample
+from rdx.lm.engines import Decoding, Engine, HFEngine, engine_prob
+from rdx.lm.sampling import classifier_logits
 from rdx.lm.sequences import Sequences
 from rdx.pipeline.cache import cached
 
@@ -155,9 +157,12 @@ class Stage:
     traj_key: dict[str, Any]
     scores_key: dict[str, Any]
     score_block: int = SCORE_BLOCK
+    engine: Engine | None = None  # what draws the rows (sampling.engine); None: hf on β
     _plan: RowPlan | None = None
 
     def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = HFEngine(self.behavior)
         if self.sampling.chunk_rows % self.score_block:
             raise ValueError(
                 f"sampling.chunk_rows={self.sampling.chunk_rows}: must be a multiple of "
@@ -175,33 +180,38 @@ class Stage:
         return len(self.plan.chunks(self.sampling.chunk_rows))
 
     @property
+    def decoding(self) -> Decoding:
+        s = self.sampling
+        return Decoding(
+            new_tokens=s.total_len - s.prefix_len,
+            temperature=s.temperature,
+            eos_id=self.codec.eos_id,
+            stop_at_eos=s.stop_at_eos,
+            top_k=s.top_k,
+            repetition_penalty=s.repetition_penalty,
+            batch_size=s.batch_size,
+        )
+
+    @property
     def eos(self) -> int | None:
         """EOS ends a row only when it stops one."""
         return self.codec.eos_id if self.sampling.stop_at_eos else None
 
     def trajectory_chunk(self, c: int) -> Path:
-        """Chunk c's rows sampled by β (tokens and text), cached."""
+        """Chunk c's rows sampled by β's engine (tokens, text, and the engine's log-probs
+        where it returns them), cached."""
         rows = self.plan.chunks(self.sampling.chunk_rows)[c]
         key = {"trajectories": self.traj_key, "chunk": c, "chunk_rows": self.sampling.chunk_rows}
 
         def build(out: Path) -> None:
-            s = self.sampling
-            tokens = sample(
-                self.behavior,
-                self.plan.prefixes[rows],
-                s.total_len - s.prefix_len,
-                temperature=s.temperature,
-                keys=self.plan.keys[rows],
-                eos_id=self.codec.eos_id,
-                stop_at_eos=s.stop_at_eos,
-                top_k=s.top_k,
-                repetition_penalty=s.repetition_penalty,
-                batch_size=s.batch_size,
-            )
+            plan = self.plan
+            drawn = self.engine.sample(plan.prefixes[rows], plan.keys[rows], self.decoding)
+            tokens = drawn.tokens
             texts = self.codec.decode(Sequences.from_samples(tokens, self.plan.width, self.eos))
-            torch.save(
-                {"tokens": tokens, **dict(zip(TEXT_FIELDS, texts, strict=True))}, out / "chunk.pt"
-            )
+            record = {"tokens": tokens, **dict(zip(TEXT_FIELDS, texts, strict=True))}
+            if drawn.logprobs is not None:
+                record["logprobs"] = drawn.logprobs
+            torch.save(record, out / "chunk.pt")
 
         return cached(self.cache_dir, "trajectory-chunks", key, build, TRAJECTORY_CHUNK_VERSION)
 
@@ -212,12 +222,14 @@ class Stage:
         key = {"scores": self.scores_key, "chunk": c, "chunk_rows": self.sampling.chunk_rows}
 
         def build(out: Path) -> None:
-            tokens = _load(self.trajectory_chunk(c))["tokens"]
-            tokens = tokens[: max(0, min(rows.stop, self.plan.train_rows) - rows.start)]
+            drawn = _load(self.trajectory_chunk(c))
+            scored = max(0, min(rows.stop, self.plan.train_rows) - rows.start)
+            tokens = drawn["tokens"][:scored]
             seqs = Sequences.from_samples(tokens, self.plan.width, self.eos)
             texts = self.codec.texts(seqs)
             logits = [torch.empty(0, self.reward_model.config.num_labels)]
             beta = [torch.empty(0)]
+            rescore = self.sampling.likelihood == "rescore"
             for lo in range(0, len(seqs), self.score_block):  # chunks start on a block
                 block = slice(lo, lo + self.score_block)
                 logits.append(
@@ -228,14 +240,17 @@ class Stage:
                         batch_size=self.score_block,
                     )
                 )
-                beta.append(
-                    self.behavior_prob(
-                        self.behavior,
-                        seqs.select(torch.arange(len(seqs))[block]),
-                        batch_size=self.score_block,
+                if rescore:
+                    beta.append(
+                        self.behavior_prob(
+                            self.behavior,
+                            seqs.select(torch.arange(len(seqs))[block]),
+                            batch_size=self.score_block,
+                        )
                     )
-                )
             logits, beta = torch.cat(logits), torch.cat(beta)
+            if not rescore:  # the log-probs the engine drew with (sampling.likelihood)
+                beta = engine_prob(drawn["logprobs"][:scored], seqs)
             torch.save({"reward_logits": logits, "behavior_prob": beta}, out / "chunk.pt")
 
         return cached(self.cache_dir, "score-chunks", key, build, SCORE_CHUNK_VERSION)
