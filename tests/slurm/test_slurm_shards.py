@@ -44,15 +44,14 @@ CHUNKS = ["sampling.chunk_rows=64"]
 SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.mem_gb=1"]
 SLURM += ["launcher.cpus_per_task=1"]
 FIXED = ("tokenizer", "behavior", "reward")  # the models every shard loads
-ENTRY = re.compile(r"cache: (building|reusing) (\S+?)/([0-9a-f]{16})")
+ENTRY = re.compile(r"cache: (building|built|reusing) (\S+?)/([0-9a-f]{16})")
+CHUNK_KINDS = ("trajectory-chunks", "score-chunks")
 
 
 def _entries(log: str, action: str, kinds: tuple[str, ...]) -> list[str]:
-    """`kind/key` of every cache entry the log says it built (or reused), in order."""
+    """`kind/key` of every cache entry the log says it is building, has built (written and
+    renamed into place) or reuses, in order."""
     return [f"{k}/{key}" for a, k, key in ENTRY.findall(log) if a == action and k in kinds]
-
-
-CHUNK_KINDS = ("trajectory-chunks", "score-chunks")
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +125,8 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
     )
     sweep = None
     try:
-        tasks = wait_until("the shard array", lambda: len(slurm_job_ids(prep)) == 3, 300)
-        tasks = slurm_job_ids(prep)  # a list, not the predicate's True
+        wait_until("the shard array", lambda: len(slurm_job_ids(prep)) == 3, 300)
+        tasks = slurm_job_ids(prep)
         (array,) = {t.split("_")[0] for t in tasks}
         assert tasks == [f"{array}_{i}" for i in range(3)], tasks
         # The training sweep, queued behind the whole shard array before it has finished.
@@ -142,21 +141,19 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
             f"hydra.sweep.dir={train}",
             f"+launcher.additional_parameters.dependency=afterok:{array}",
         )
-        # Shard 0 (chunks 0, 3, 6) is killed once its first chunk is sampled and scored.
+        # Shard 0 (chunks 0, 3, 6) is killed once its first chunk is sampled and scored:
+        # `scontrol requeue` is SIGTERM, SIGKILL after KillWait, and back to the queue.
         shard_log = prep / "0" / "train.log"
 
-        def first_chunk_done() -> list[str]:
+        def first_chunk_written() -> list[str]:
             log = shard_log.read_text() if shard_log.exists() else ""
-            return _entries(log, "building", ("score-chunks",))
+            return _entries(log, "built", ("score-chunks",))
 
-        wait_until("shard 0's first chunk", first_chunk_done, 600, 0.2)
+        wait_until("shard 0's first chunk", first_chunk_written, 600, 0.2)
         run("scontrol", "requeue", f"{array}_0")
         wait_until("shard 0 to be requeued", lambda: state(prep / "0") == "preempted", 60, 0.2)
-        killed_log = shard_log.read_text()
-        before = _entries(killed_log, "building", CHUNK_KINDS)
-        # an entry in the log as building may not have been renamed into place yet
-        done = [e for e in before if (cache / e / "COMPLETE").exists()]
-        stamps = {e: (cache / e / "COMPLETE").stat().st_mtime_ns for e in done}
+        written = _entries(shard_log.read_text(), "built", CHUNK_KINDS)
+        stamps = {e: (cache / e / "COMPLETE").stat().st_mtime_ns for e in written}
 
         (train_job,) = wait_until("the training job", lambda: slurm_job_ids(train), 300)
         pending = scontrol_job(train_job)
@@ -173,6 +170,7 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
         for proc in (prepare, sweep):
             if proc is not None and proc.poll() is None:
                 proc.kill()
+    wait_until("sacct to end the training job", lambda: sacct(train_job)[-1][1] == "COMPLETED", 60)
     print(report(array, train_job))
 
     # (1) Shard 0 ran twice; its second attempt reused what the first had written.
@@ -183,13 +181,14 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
     log = shard_log.read_text()
     assert "(attempt 2)" in log, log[-2000:]
     first, second = log[: log.index("(attempt 2)")], log[log.index("(attempt 2)") :]
-    built_first = [e for e in _entries(first, "building", CHUNK_KINDS) if e in done]
+    built_first = _entries(first, "built", CHUNK_KINDS)
     built_second = _entries(second, "building", CHUNK_KINDS)
     print("shard 0, attempt 1 wrote", built_first, "attempt 2 built", built_second)
-    assert built_first and not set(built_first) & set(built_second), log[-3000:]
-    assert set(built_first) <= set(_entries(second, "reusing", CHUNK_KINDS))
+    assert built_first == written and len(written) >= 2, log[-3000:]  # chunk 0, scored too
+    assert not set(written) & set(built_second), log[-3000:]
+    assert set(written) <= set(_entries(second, "reusing", CHUNK_KINDS))
     assert any(e.startswith("trajectory-chunks/") for e in built_second)  # it had stopped midway
-    assert len(set(built_first + built_second)) == 6  # 3 chunks, sampled and scored
+    assert len(set(written + built_second)) == 6  # 3 chunks, sampled and scored
     for e, stamp in stamps.items():  # written once: the files are the first attempt's
         assert (cache / e / "COMPLETE").stat().st_mtime_ns == stamp, e
     assert state(prep / "0") == "completed"
@@ -199,20 +198,28 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
     assert len([p for p in (cache / "trajectory-chunks").iterdir() if p.is_dir()]) == 7
     _assert_same_rows(cache, reference)
 
-    # (3) The training run started after the last shard and read the shards' rows: the
-    # merged entry of the same key (or, had the merge job not yet run, the chunks merged by
-    # itself); it sampled nothing and trained no model of its own.
+    # (3) The training run started after the last shard and read the shards' rows under
+    # the same keys: it sampled nothing and trained no model of its own. Each merged entry
+    # was built once, by the merge job or by the run (whichever came first: a run that finds
+    # the chunks but no merged entry merges them itself, under the entry's lock).
     starts, ends = _times(train_job, "Start"), _times(array, "End")
     assert starts[-1] >= max(ends), (starts, ends)
     run_log = (train / "0" / "train.log").read_text()
-    key = _only_entry(reference, "trajectories").name
-    seen = re.findall(
-        r"cache: (reusing|building) trajectories/(\w+)( \(built by another job\))?", run_log
-    )
-    print("training run:", seen)
-    assert [k for _, k, _ in seen] == [key], run_log[-3000:]
-    built = _entries(run_log, "building", CHUNK_KINDS + FIXED)
-    assert not built, built
-    if seen[0][0] == "building":  # it merged them: every chunk came from the cache
-        assert len(set(_entries(run_log, "reusing", CHUNK_KINDS))) == 14
+    merge_log = (prep / "merge" / "merge-0" / "train.log").read_text()
+    for kind in ("trajectories", "scores"):
+        entry = f"{kind}/{_only_entry(reference, kind).name}"
+        merged_by = [
+            who
+            for who, log in (("merge job", merge_log), ("training run", run_log))
+            if _entries(log, "building", (kind,))
+        ]
+        print(f"{entry}: merged by the {merged_by}")
+        assert len(merged_by) == 1, (merge_log[-2000:], run_log[-2000:])
+        assert _entries(run_log, "building", (kind,)) + _entries(run_log, "reusing", (kind,)) == [
+            entry
+        ]
+        assert _entries(merge_log, "building", (kind,)) + _entries(
+            merge_log, "reusing", (kind,)
+        ) == [entry]
+    assert not _entries(run_log, "building", CHUNK_KINDS + FIXED), run_log[-3000:]
     assert state(train / "0") == "completed"
