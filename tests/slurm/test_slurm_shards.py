@@ -156,7 +156,12 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
         stamps = {e: (cache / e / "COMPLETE").stat().st_mtime_ns for e in written}
 
         (train_job,) = wait_until("the training job", lambda: slurm_job_ids(train), 300)
-        pending = scontrol_job(train_job)
+        pending = wait_until(
+            "the training job to wait on its dependency",
+            lambda: (job := scontrol_job(train_job))["Reason"] == "Dependency" and job,
+            30,
+            0.5,
+        )
         print(f"training job {train_job} while the shards run:", pending.get("JobState"))
         print("  Reason", pending.get("Reason"), "Dependency", pending.get("Dependency"))
         assert pending["JobState"] == "PENDING" and pending["Reason"] == "Dependency", pending
@@ -170,7 +175,11 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
         for proc in (prepare, sweep):
             if proc is not None and proc.poll() is None:
                 proc.kill()
-    wait_until("sacct to end the training job", lambda: sacct(train_job)[-1][1] == "COMPLETED", 60)
+    wait_until(
+        "sacct to end the training job",
+        lambda: sacct(train_job)[-1:] == [(train_job, "COMPLETED")],
+        60,
+    )
     print(report(array, train_job))
 
     # (1) Shard 0 ran twice; its second attempt reused what the first had written.
