@@ -198,6 +198,9 @@ def test_sharded_prepare_with_a_requeued_shard_then_a_dependent_sweep(
     assert set(written) <= set(_entries(second, "reusing", CHUNK_KINDS))
     assert any(e.startswith("trajectory-chunks/") for e in built_second)  # it had stopped midway
     assert len(set(written + built_second)) == 6  # 3 chunks, sampled and scored
+    # the build it was killed in left its temp dir, which the second attempt removed
+    (stale,) = re.findall(r"cache: removing stale ([0-9a-f]{16})\.tmp-", second)
+    assert stale in {e.split("/")[1] for e in built_second}, log[-3000:]
     for e, stamp in stamps.items():  # written once: the files are the first attempt's
         assert (cache / e / "COMPLETE").stat().st_mtime_ns == stamp, e
     assert state(prep / "0") == "completed"
