@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.polling import wait_until as _wait
+from tests.helpers.slurm import finish as _finish
+from tests.helpers.slurm import launch
+from tests.helpers.slurm import report as _report
+from tests.helpers.slurm import run as _run
+from tests.helpers.slurm import sacct as _sacct
+from tests.helpers.slurm import slurm_job_ids as _slurm_job_ids
+from tests.helpers.slurm import state as _state
+from tests.helpers.slurm import wait_sacct as _wait_sacct
 
 pytestmark = pytest.mark.slurm
 
@@ -28,63 +36,8 @@ RUN = ["experiment=smoke", f"trainer.epochs={EPOCHS}", "trainer.threads=2", "log
 SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.mem_gb=1"]
 
 
-def _run(*cmd: str) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-def _sacct(job_id: str) -> list[tuple[str, str]]:
-    """(JobID, State) of each allocation, requeued runs included (-D), oldest first."""
-    out = _run("sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State", "-j", job_id)
-    return [(j, s.split()[0]) for j, s in (line.split("|") for line in out.splitlines() if line)]
-
-
-def _wait_sacct(job_id: str, states: list[str]) -> list[tuple[str, str]]:
-    """sacct once it shows `states` (it lags the job's end by a second or two)."""
-    _wait(f"sacct to show {job_id} {states}", lambda: [s for _, s in _sacct(job_id)] == states, 60)
-    return _sacct(job_id)
-
-
-def _report(*job_ids: str) -> str:
-    return _run(
-        "sacct", "-D", "-X", "-o", "JobID,Partition,State,Start,End", "-j", ",".join(job_ids)
-    )
-
-
-def _slurm_job_ids(sweep: Path) -> list[str]:
-    """The sweep's SLURM job ids from submitit's folders: `14_0` ... for the tasks of array
-    14 (plus `14` holding its sbatch script), or `15` for a one-job sweep (a plain job)."""
-    names = sorted(
-        p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"[\d_]+", p.name)
-    )
-    tasks = [name for name in names if "_" in name]
-    return tasks or names
-
-
-def _state(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "status.json").read_text())["state"]
-    except (OSError, ValueError):
-        return None
-
-
 def _sweep(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rdx.train", "-m", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _finish(proc: subprocess.Popen, timeout: float) -> str:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f"sweep still running after {timeout:.0f}s:\n{out[-3000:]}") from None
-    return out
+    return launch("-m", *args)
 
 
 @pytest.fixture(scope="module")
