@@ -30,6 +30,7 @@ from rdx.lm.models import (
     fixed_dtype,
     freeze_all_but_last_layer,
     hub_causal_lm,
+    policy_load_dtype,
     resolve_device,
     tiny_gpt2,
 )
@@ -59,10 +60,13 @@ _ORDER, _DROPOUT, _EVAL = 1, 2, 3  # random streams of an epoch (loop.stream)
 
 def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.Module:
     """π on `device`: a hub architecture (pretrained or random init), a copy of β, or rdx's
-    tiny GPT-2 in the corpus tokenizer; float32 weights, dropout off (eval mode): π's
-    probabilities feed the importance ratio π/β, which dropout noise would bias."""
+    tiny GPT-2 in the corpus tokenizer; float32 trained weights, dropout off (eval mode):
+    π's probabilities feed the importance ratio π/β, which dropout noise would bias."""
+    fixed = fixed_dtype(device, cfg.trainer.precision)
     if cfg.model.hub is not None:
-        policy = hub_causal_lm(cfg.model.hub, cfg.model.init, cfg.seed)
+        m = cfg.model
+        dtype = policy_load_dtype(m.trainable, m.init, fixed)
+        policy = hub_causal_lm(m.hub, m.init, cfg.seed, device=device, dtype=dtype)
     elif cfg.model.init == "behavior":
         policy = copy.deepcopy(prep.behavior)
     else:
@@ -82,12 +86,12 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
     if cfg.model.trainable in ("last_layer", "lora"):
         # Frozen weights go straight to their fixed dtype, never through float32 (27 GB for
         # OPT-6.7B); only the trained ones are made float32 (hub weights may be float16).
-        cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
+        cast_frozen(policy, fixed)
     for p in policy.parameters():
         if p.requires_grad:
             p.data = p.data.float()
     policy = use_kernels(policy.eval(), prep.kernels)
-    return policy.to(device)
+    return policy.to(device)  # a no-op for hub weights loaded onto the device
 
 
 def autocast(device: torch.device, precision: str):
