@@ -27,6 +27,7 @@ import argparse
 import copy
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from rdx.config import BehaviorConfig, RewardConfig
 from rdx.lm.draw import categorical
 from rdx.lm.kernels import use_kernels
 from rdx.lm.models import tiny_bert, tiny_gpt2
-from rdx.lm.sampling import classifier_logits, sample, sequence_prob
+from rdx.lm.sampling import classifier_logits, sample, sample_sequences, sequence_prob
 from rdx.lm.sequences import Sequences
 from rdx.method.dropout import keep_mask
 from rdx.method.objective import bi_objective_reward
@@ -365,6 +366,61 @@ def sampling_figures(
     return figs
 
 
+# 2b. π's GREEDY METRIC DECODE (train/reward, the authors' text metrics) at mixed prefix
+# lengths, as when π re-tokenises β's prefixes: one left-padded batch against one batch per
+# prefix length (rdx.lm.sampling.sample_sequences, left_pad=True vs False).
+
+
+def mixed_prefixes(vocab: int, rows: int, lengths: range, seed: int = 0) -> Sequences:
+    """`rows` prefixes with lengths drawn uniformly from `lengths` (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(lengths.start, lengths.stop, (rows,), generator=g)
+    tokens = torch.randint(1, vocab, (rows, lengths.stop), generator=g)
+    return Sequences(tokens, lens, lens.clone())
+
+
+def greedy_figures(
+    model: PreTrainedModel,
+    *,
+    rows: int = TRAIN_BATCH,
+    lengths: range = range(3, 9),
+    new_tokens: int = TOTAL_LEN - PREFIX_LEN,
+    repetition_penalty: float = 1.2,
+    **reps,
+) -> list[Figure]:
+    """One training batch's greedy decode (the per-step train/reward), β's decoding options
+    (eval.greedy=sampling: repetition penalty 1.2), every row decoding all new tokens; the
+    two paths give the same tokens (checked here too: tests/lm/test_sampling.py)."""
+    prefixes = mixed_prefixes(model.config.vocab_size, rows, lengths)
+    fns = {
+        way: partial(
+            sample_sequences,
+            model,
+            prefixes,
+            new_tokens,
+            temperature=0,
+            repetition_penalty=repetition_penalty,
+            left_pad=way == "padded",
+        )
+        for way in ("padded", "per_length")
+    }
+    if not torch.equal(fns["padded"]().tokens, fns["per_length"]().tokens):
+        raise AssertionError("greedy decode: the padded batch and the per-length path differ")
+    secs = timeit_many(fns, **reps)
+    groups = len(set(prefixes.prefix_lens.tolist()))
+    return [
+        Figure(
+            f"greedy decode B={rows} one padded batch vs per prefix length",
+            rows * new_tokens / secs["padded"],
+            "new tok/s",
+            rows * new_tokens / secs["per_length"],
+            "per length",
+            note=f"prefix lengths {lengths.start}-{lengths.stop - 1} ({groups} groups), "
+            f"{new_tokens} new tokens, repetition penalty {repetition_penalty}, fp32",
+        )
+    ]
+
+
 # 1b. KERNELS: rdx's oneDNN route (trainer.kernels=onednn) against torch's own (=torch).
 
 
@@ -558,6 +614,7 @@ def run(quick: bool, peak: dict) -> list[Figure]:
             note="no-cache loop skipped: ~16x the cached sampler's FLOPs at this size",
             **big_reps,
         )
+    figs += greedy_figures(beta, **reps)
     figs += scoring_figures(beta, reward, peak, rows=1024 if quick else 4096, **reps)
     return figs
 

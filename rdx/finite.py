@@ -47,20 +47,23 @@ def check_step(step: int | str, loss: Any, parameters: Iterable[Any] | None = No
     """
     import torch
 
-    value = float(loss.detach().float().item()) if torch.is_tensor(loss) else float(loss)
+    grads = [] if parameters is None else [p.grad for p in parameters if p.grad is not None]
+    if torch.is_tensor(loss):
+        # One host sync for the loss and every gradient together (this runs every step).
+        # isfinite per element, not a norm: a huge finite gradient would overflow a norm.
+        flags = [torch.isfinite(loss.detach()).all(), *(torch.isfinite(g).all() for g in grads)]
+        if bool(torch.stack(flags).all()):
+            return
+        value = float(loss.detach().float().item())
+    else:
+        value = float(loss)
     where = f"step {step}" if isinstance(step, int) else step
     if not math.isfinite(value):
         raise NonFinite(
             f"training diverged at {where}: the loss is {value}; lower trainer.lr "
             "(or check the rewards and the data); the run is marked failed"
         )
-    if parameters is None:
-        return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    # isfinite per element, not a norm: a huge finite gradient would overflow a norm to inf.
-    if not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
         raise NonFinite(
             f"training diverged at {where}: a gradient is not finite (loss {value:.4g}); "
             "lower trainer.lr (or check the rewards and the data); the run is marked failed"

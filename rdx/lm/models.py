@@ -117,14 +117,39 @@ def max_positions(config) -> int | None:
     return None
 
 
-def hub_causal_lm(name: str, init: str, seed: int) -> PreTrainedModel:
+def hub_causal_lm(
+    name: str,
+    init: str,
+    seed: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> PreTrainedModel:
     """A hub architecture with its pretrained weights, or freshly initialised (init=random:
-    the paper's Fig. 3a case) from its config alone, without loading the weights."""
+    the paper's Fig. 3a case) from its config alone, without loading the weights.
+
+    Made in `dtype` (None: the checkpoint's own, "auto"), never through float32 first:
+    pretrained weights load straight onto a CUDA `device` (device_map: no host copy of an
+    OPT-6.7B's 13 GB); a random init is drawn on the host, from the CPU generator, so one
+    seed gives one π on every machine (a CUDA draw depends on the GPU's launch shapes).
+    """
+    as_asked = {} if dtype is None else {"dtype": dtype}
     if init == "random":
         config = load_hub("config", name)
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(config)
-    return load_hub("causal", name)
+        return AutoModelForCausalLM.from_config(config, **as_asked)  # else config.dtype
+    onto = {"device_map": str(device)} if device is not None and device.type == "cuda" else {}
+    return load_hub("causal", name, **{"dtype": "auto", **as_asked}, **onto)
+
+
+def policy_load_dtype(trainable: str, init: str, fixed: torch.dtype) -> torch.dtype | None:
+    """The dtype a hub π is made in (hub_causal_lm): float32 when every weight is trained
+    (Adam's updates would round away in half precision); else the checkpoint's own (None),
+    or `fixed` for a random init, so that the frozen weights never exist in float32 and
+    only the trained ones are made float32 (cast_frozen, rdx.pipeline.offpolicy.trainer)."""
+    if trainable == "all":
+        return torch.float32
+    return fixed if init == "random" else None
 
 
 def cast_frozen(model: PreTrainedModel, dtype: torch.dtype) -> None:

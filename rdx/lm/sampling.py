@@ -1,11 +1,12 @@
 """Batched decoding with a KV cache, and the fixed models' scores of stored trajectories.
 
-Decoding batches rows whose prefixes have one length p, so it needs no left padding and no
-position bookkeeping (which differ between GPT-2, OPT and XGLM): one prefill, then one
-token per step against the cache. In β's own tokens every prefix has the same length (the
-first p tokens of a sentence); re-tokenised for another model they do not, and
-`sample_sequences` decodes each prefix length as its own group. Trajectories end at EOS;
-the rest of the row is filler that the masks leave out of every score.
+Decoding runs one prefill, then one token per step against the cache. In β's own tokens
+every prefix has the same length (the first p tokens of a sentence), so a batch needs no
+padding. Re-tokenised for another model the lengths differ: greedy decodes (π's metric
+decode) then run in one left-padded batch, with an attention mask and position ids from it
+(TRL's recipe: GPT-2, OPT and XGLM use absolute positions); sampled rows are decoded one
+prefix length at a time, which keeps a generator's stream where it was. Trajectories end
+at EOS; the rest of the row is filler that the masks leave out of every score.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from rdx.lm.draw import draw_uniforms, invert, keyed_uniforms
-from rdx.lm.sequences import Sequences
+from rdx.lm.sequences import Sequences, continuation_lengths
 from rdx.method.objective import masked_mean, token_logprobs
 
 EARLY_STOP_EVERY = 8  # steps between checks that a batch has finished (each is a host sync)
@@ -36,6 +37,7 @@ def sample(
     top_k: int | None = None,
     repetition_penalty: float = 1.0,
     batch_size: int = 512,
+    prefix_mask: Tensor | None = None,
 ) -> Tensor:
     """Continue every prefix (N, p) by up to `new_tokens` tokens; temperature 0 is greedy.
 
@@ -49,6 +51,9 @@ def sample(
     Randomness: with `keys` ((N, 4), rdx.lm.draw.KEY_FIELDS) row i's uniform at step t is
     keyed_uniforms(keys[i], t), so its tokens do not depend on the batch size or on which
     rows share its batch; else one stream from `generator` (the default one if None).
+
+    `prefix_mask` (N, p) bool marks the real tokens of left-padded prefixes (False on the
+    padding, which the attention, the positions and the repetition penalty leave out).
     """
     if keys is not None and (generator is not None or len(keys) != len(prefixes)):
         raise ValueError("sample: pass keys (one per prefix) or a generator, not both")
@@ -68,6 +73,7 @@ def sample(
                     stop,
                     top_k,
                     repetition_penalty,
+                    None if prefix_mask is None else prefix_mask[rows],
                 )
             )
         tokens = torch.cat(out)
@@ -94,12 +100,25 @@ def keep_top_k(logits: Tensor, k: int) -> Tensor:
 
 
 def _sample_batch(
-    model, prefixes, new_tokens, temperature, generator, keys, eos_id, top_k, repetition_penalty
+    model,
+    prefixes,
+    new_tokens,
+    temperature,
+    generator,
+    keys,
+    eos_id,
+    top_k,
+    repetition_penalty,
+    prefix_mask=None,
 ):
     """One batch, with no host sync per step: the random numbers are made on the device
     (keyed) or drawn for the whole batch at once (a generator), invalid logits are flagged
-    and checked once at the end, and the early stop is checked every EARLY_STOP_EVERY steps."""
+    and checked once at the end, and the early stop is checked every EARLY_STOP_EVERY steps.
+    Left-padded prefixes (`prefix_mask`) attend to their real tokens only, at positions
+    counted from their first real token, as if each row were decoded alone."""
     device = next(model.parameters()).device
+    if prefix_mask is not None and bool(prefix_mask.all()):
+        prefix_mask = None  # no padding in this batch: the plain path, bit for bit
     tokens = prefixes.to(device)
     if keys is not None:
         keys = keys.to(device)
@@ -112,12 +131,24 @@ def _sample_batch(
     out = torch.full((len(tokens), new_tokens), eos_id if eos_id is not None else 0, device=device)
     finished = torch.zeros(len(tokens), dtype=torch.bool, device=device)
     cache = _cache_kwarg(model)
-    step = model(input_ids=tokens, use_cache=True, logits_to_keep=1)
+    padded = {}  # attention mask and position ids of a left-padded batch, per step
+    if prefix_mask is not None:
+        real = prefix_mask.to(device)
+        attention = torch.ones(
+            len(tokens), tokens.shape[1] + new_tokens, dtype=torch.long, device=device
+        )
+        attention[:, : tokens.shape[1]] = real
+        first = (real.long().cumsum(1) - 1).clamp(min=0)  # padding at 0: never attended
+        after = real.long().sum(1, keepdim=True)  # the first continuation token's position
+        padded = {"attention_mask": attention[:, : tokens.shape[1]], "position_ids": first}
+    step = model(input_ids=tokens, use_cache=True, logits_to_keep=1, **padded)
     seen = None
     if repetition_penalty != 1.0:
         vocab = step.logits.shape[-1]
         seen = torch.zeros(len(tokens), vocab, dtype=torch.bool, device=device)
-        seen.scatter_(1, tokens, True)
+        # padding marks nothing: its slots name the row's last token, a real one
+        real_ids = tokens if prefix_mask is None else torch.where(real, tokens, tokens[:, -1:])
+        seen.scatter_(1, real_ids, True)
     for i in range(new_tokens):
         logits = step.logits[:, -1].float()
         if seen is not None:
@@ -141,7 +172,12 @@ def _sample_batch(
             break
         if eos_id is not None and (i + 1) % EARLY_STOP_EVERY == 0 and bool(finished.all()):
             break
-        step = model(input_ids=nxt[:, None], use_cache=True, **{cache: getattr(step, cache)})
+        if prefix_mask is not None:
+            width = tokens.shape[1] + i + 1
+            padded = {"attention_mask": attention[:, :width], "position_ids": after + i}
+        step = model(
+            input_ids=nxt[:, None], use_cache=True, **{cache: getattr(step, cache)}, **padded
+        )
     if not bool(ok.all()):
         raise ValueError("sample: a row's logits are NaN or all −inf")
     return torch.cat([tokens, out], dim=1).cpu()
@@ -161,17 +197,41 @@ def sample_sequences(
     repetition_penalty: float = 1.0,
     pad_id: int | None = None,
     batch_size: int = 512,
+    left_pad: bool | None = None,
 ) -> Sequences:
     """Continue the prefix part of each row (tokens[i, :prefix_lens[i]]) by `new_tokens`.
 
-    Rows are decoded in groups of one prefix length (ascending; in row order within a
-    group), so when all prefixes have one length this is exactly `sample` on them, random
-    stream included. The result is right-padded with pad_id (default eos_id).
+    Prefixes of mixed lengths are decoded either in one left-padded batch (`left_pad`; by
+    default for greedy decodes, where no random stream depends on the grouping) or in
+    groups of one prefix length (ascending; in row order within a group). When all
+    prefixes have one length both are exactly `sample` on them, random stream included.
+    The result is right-padded with pad_id (default eos_id).
     """
     pad = (eos_id if eos_id is not None else 0) if pad_id is None else pad_id
+    stop = eos_id if stop_at_eos else None
     lens = prefixes.prefix_lens
+    options = dict(
+        temperature=temperature,
+        generator=generator,
+        eos_id=eos_id,
+        stop_at_eos=stop_at_eos,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        batch_size=batch_size,
+    )
     width = int(lens.max()) + new_tokens
     tokens = torch.full((len(lens), width), pad, dtype=torch.long)
+    if left_pad is None:
+        left_pad = temperature == 0
+    if left_pad:
+        left, real = left_padded(prefixes, pad)
+        out = sample(model, left, new_tokens, keys=keys, prefix_mask=real, **options)
+        continuation = out[:, left.shape[1] :]
+        tokens[:, : left.shape[1]] = prefixes.tokens[:, : left.shape[1]].masked_fill(
+            torch.arange(left.shape[1]) >= lens[:, None], pad
+        )
+        tokens.scatter_(1, lens[:, None] + torch.arange(new_tokens), continuation)
+        return Sequences(tokens, lens.clone(), continuation_lengths(continuation, lens, stop))
     lengths = torch.empty_like(lens)
     for p in sorted(set(lens.tolist())):
         rows = (lens == p).nonzero().squeeze(1)
@@ -179,18 +239,23 @@ def sample_sequences(
             model,
             prefixes.tokens[rows, :p],
             new_tokens,
-            temperature=temperature,
-            generator=generator,
             keys=None if keys is None else keys[rows],
-            eos_id=eos_id,
-            stop_at_eos=stop_at_eos,
-            top_k=top_k,
-            repetition_penalty=repetition_penalty,
-            batch_size=batch_size,
+            **options,
         )
         tokens[rows, : out.shape[1]] = out
-        lengths[rows] = Sequences.from_samples(out, p, eos_id if stop_at_eos else None).lengths
+        lengths[rows] = Sequences.from_samples(out, p, stop).lengths
     return Sequences(tokens, lens.clone(), lengths)
+
+
+def left_padded(prefixes: Sequences, pad: int) -> tuple[Tensor, Tensor]:
+    """The prefix part of each row moved to the right end of a (N, max prefix_len) block,
+    padding on the left, and the mask of its real tokens."""
+    lens = prefixes.prefix_lens
+    width = int(lens.max())
+    src = torch.arange(width) - (width - lens)[:, None]  # column j holds token j − shift
+    real = src >= 0
+    left = prefixes.tokens.gather(1, src.clamp(min=0)).masked_fill(~real, pad)
+    return left, real
 
 
 def sequence_prob(model: PreTrainedModel, seqs: Sequences, *, batch_size: int = 512) -> Tensor:

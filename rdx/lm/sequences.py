@@ -44,15 +44,21 @@ class Sequences:
     def from_samples(cls, tokens: Tensor, prefix_len: int, eos_id: int | None) -> Sequences:
         """Rows of `sample`: one prefix length, each row ending at its first continuation
         EOS (an EOS inside the prefix ends nothing); eos_id None: no row ends early."""
-        n, width = tokens.shape
-        prefix_lens = torch.full((n,), prefix_len, dtype=torch.long)
-        lengths = torch.full((n,), width, dtype=torch.long)
-        if eos_id is not None:
-            is_eos = tokens[:, prefix_len:] == eos_id
-            first = is_eos.long().argmax(1)  # the first EOS of a row that has one
-            ended = is_eos.any(1)
-            lengths[ended] = prefix_len + first[ended] + 1
+        prefix_lens = torch.full((len(tokens),), prefix_len, dtype=torch.long)
+        lengths = continuation_lengths(tokens[:, prefix_len:], prefix_lens, eos_id)
         return cls(tokens, prefix_lens, lengths)
+
+
+def continuation_lengths(continuation: Tensor, prefix_lens: Tensor, eos_id: int | None) -> Tensor:
+    """lengths of rows prefix + continuation (N, new): up to and including the first EOS of
+    the continuation, the whole row when there is none (or eos_id is None)."""
+    lengths = prefix_lens + continuation.shape[1]
+    if eos_id is not None:
+        is_eos = continuation == eos_id
+        first = is_eos.long().argmax(1)  # the first EOS of a row that has one
+        ended = is_eos.any(1)
+        lengths = torch.where(ended, prefix_lens + first + 1, lengths)
+    return lengths
 
 
 def span_mask(

@@ -235,6 +235,15 @@ def test_train_smoke(beta, peak):
     _finite_positive(figs, expect_nan=() if peak["bf16_supported"] else (figs[1].name,))
 
 
+def test_greedy_decode_smoke(beta):
+    """The padded batch against the per-length path, at mixed prefix lengths (the figure
+    itself checks that both give the same tokens)."""
+    figs = compute.greedy_figures(beta, rows=6, lengths=range(2, 5), new_tokens=3, **FAST)
+    assert [f.baseline_name for f in figs] == ["per length"]
+    assert "groups" in figs[0].note
+    _finite_positive(figs)
+
+
 def test_train_without_bf16_gives_a_row_saying_why(beta, peak):
     no_bf16 = {**peak, "bf16_supported": False, "bf16_reason": "CPU has neither"}
     figs = compute.train_figures("small", beta, no_bf16, batch=2, seq_len=5, **FAST)

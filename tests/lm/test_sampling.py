@@ -3,11 +3,21 @@
 import pytest
 import torch
 
+from rdx.lm.codec import Codec
 from rdx.lm.draw import categorical
-from rdx.lm.models import tiny_bert, tiny_gpt2
-from rdx.lm.sampling import classifier_logits, keep_top_k, penalize_repeats, sample, sequence_prob
+from rdx.lm.models import load_hub, tiny_bert, tiny_gpt2
+from rdx.lm.sampling import (
+    classifier_logits,
+    keep_top_k,
+    left_padded,
+    penalize_repeats,
+    sample,
+    sample_sequences,
+    sequence_prob,
+)
 from rdx.lm.sequences import Sequences
 from rdx.method.objective import token_logprobs
+from rdx.pipeline.offpolicy.decoding import GREEDY_MODES, greedy_decoding
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +212,74 @@ def test_top_k_1_is_greedy_and_penalty_matches_hf_generate(lm):
     )
     assert torch.equal(ours, theirs)
     assert not torch.equal(ours, greedy)  # the penalty changed what greedy decoding picks
+
+
+# ------------------------------------------------------------ greedy in one padded batch
+
+TEXTS = [  # prefixes of 1 to 6 words: several token lengths in every tokenizer
+    "the",
+    "the food was good and",
+    "bad",
+    "the team won",
+    "the food was",
+    "good food and the team won",
+    "the team",
+    "won the",
+]
+
+
+def per_length(model, prefixes, new_tokens, **kw):
+    """The straightforward path: each prefix length decoded on its own, no padding."""
+    return sample_sequences(model, prefixes, new_tokens, temperature=0, left_pad=False, **kw)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "opt", "xglm"])
+@pytest.mark.parametrize("mode", GREEDY_MODES)
+@pytest.mark.parametrize("stop_at_eos", [True, False])
+def test_greedy_in_one_left_padded_batch_equals_per_length(hub, arch, mode, stop_at_eos):
+    """π's metric decode (both eval.greedy modes) in one left-padded batch gives the tokens,
+    lengths and masks of decoding each prefix length alone, on each hub architecture (GPT-2,
+    OPT and XGLM take positions their own ways), with and without the stop at EOS."""
+    model = load_hub("causal", hub[arch]).eval()
+    codec = Codec(load_hub("tokenizer", hub[arch]))
+    prefixes = codec.prefixes(TEXTS * 2)
+    assert len(set(prefixes.prefix_lens.tolist())) >= 4
+    beta = {"stop_at_eos": stop_at_eos, "top_k": 50, "repetition_penalty": 1.3}
+    kw = dict(eos_id=codec.eos_id, **greedy_decoding(beta, mode))
+    got = sample_sequences(model, prefixes, 10, temperature=0, batch_size=5, **kw)
+    want = per_length(model, prefixes, 10, **kw)
+    assert torch.equal(got.tokens, want.tokens)
+    assert torch.equal(got.lengths, want.lengths)
+    assert torch.equal(got.prefix_lens, prefixes.prefix_lens)
+    assert torch.equal(got.mask(), want.mask())
+
+
+def test_greedy_batch_stops_rows_at_eos_as_per_length(lm):
+    """EOS ends a row (filler after it) in the padded batch as in the per-length path: make
+    the EOS a token that some rows emit midway."""
+    g = torch.Generator().manual_seed(5)
+    lens = torch.randint(1, 7, (20,), generator=g)
+    prefixes = Sequences(torch.randint(1, 97, (20, 8), generator=g), lens, lens.clone())
+    free = per_length(lm, prefixes, 12, eos_id=None, repetition_penalty=1.2)
+    eos = int(free.tokens[0, int(lens[0]) + 2])
+    got = sample_sequences(lm, prefixes, 12, temperature=0, eos_id=eos, repetition_penalty=1.2)
+    want = per_length(lm, prefixes, 12, eos_id=eos, repetition_penalty=1.2)
+    assert (got.lengths < lens + 12).any()  # some rows did stop early
+    assert torch.equal(got.tokens, want.tokens) and torch.equal(got.lengths, want.lengths)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "opt", "xglm"])
+def test_left_padding_changes_no_logit_beyond_float_rounding(hub, arch):
+    """Why the token ids agree exactly: under left padding with the mask and positions
+    the real positions' logits are those of each row alone, up to float32 rounding (the
+    padded keys get weight 0, so only the summation's blocking differs)."""
+    model = load_hub("causal", hub[arch]).eval()
+    codec = Codec(load_hub("tokenizer", hub[arch]))
+    rows = codec.prefixes(TEXTS)
+    left, real = left_padded(rows, codec.eos_id)
+    positions = (real.long().cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        padded = model(input_ids=left, attention_mask=real.long(), position_ids=positions).logits
+        for i, p in enumerate(rows.prefix_lens.tolist()):
+            alone = model(input_ids=rows.tokens[i : i + 1, :p]).logits[0]
+            torch.testing.assert_close(padded[i, -p:], alone, atol=1e-5, rtol=1e-5)

@@ -4,6 +4,7 @@ CUDA OOM retry."""
 import functools
 import json
 import logging
+import time
 
 import pytest
 import torch
@@ -145,3 +146,96 @@ def test_token_logprobs_of_bf16_logits_match_the_float32_ones():
     got = token_logprobs(logits, targets)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ host syncs
+
+
+def test_logged_metrics_equal_the_per_step_reads(cache, tmp_path, monkeypatch):
+    """The scalars kept on the device and read at log points give the records that reading
+    each step's values with .item() gave: step records at every log point (here every 3rd
+    step and the last), train/acc and train/reward of the epoch, tokens/s's token count."""
+    from types import SimpleNamespace
+
+    from rdx.pipeline.offpolicy import trainer
+
+    seen, rewards = [], []
+    step, greedy = trainer.OffPolicy.step, trainer.OffPolicy.greedy_reward
+
+    def per_step(self, x, mask, *args):
+        out, acc = step(self, x, mask, *args)
+        keep = args[2]
+        seen.append(
+            {
+                "train/loss": out.loss.item(),
+                "train/r_hat_mean": out.r_hat.mean().item(),
+                "train/keep_frac": keep.float().mean().item(),
+                "train/is_weight_max": out.is_weight.max().item(),
+                "acc": acc.mean().item(),
+                "tokens": int(mask.sum().item()),
+            }
+        )
+        return out, acc
+
+    def greedy_reward(self, *args):
+        value = greedy(self, *args)
+        rewards.append(value.item())
+        return value
+
+    monkeypatch.setattr(trainer.OffPolicy, "step", per_step)
+    monkeypatch.setattr(trainer.OffPolicy, "greedy_reward", greedy_reward)
+    # one second from tic to every log point: perf/tokens_per_s is the token count itself
+    clock = iter([0.0] + [1.0] * 100)
+    monkeypatch.setattr(
+        trainer, "time", SimpleNamespace(perf_counter=lambda: next(clock), time=time.time)
+    )
+    cfg = _cfg(cache, "trainer.batch_size=8", "trainer.log_every=3", "dropout=random")
+    execute(cfg, tmp_path)
+    records = RunRecords(tmp_path).read_metrics()
+    steps = {r["step"]: r for r in records if r["kind"] == "step"}
+    assert sorted(steps) == [3, 6, 9, 12, 15, 16]
+    for s, rec in steps.items():
+        want = seen[s - 1]
+        for key in ("train/loss", "train/r_hat_mean", "train/keep_frac", "train/is_weight_max"):
+            assert rec[key] == want[key], (s, key)
+        assert rec["perf/tokens_per_s"] == sum(v["tokens"] for v in seen[:s])
+    (epoch,) = [r for r in records if r["kind"] == "epoch"]
+    assert epoch["train/acc"] == sum(v["acc"] for v in seen) / 16
+    assert epoch["train/reward"] == sum(rewards) / 16
+
+
+def test_a_training_step_reads_the_device_once(cache, tmp_path, monkeypatch):
+    """Between log points a step reads no value to the host but check_step's one flag (the
+    loss and every gradient finite, so no NaN reaches the weights); a log point reads its
+    scalars in one transfer per dtype. Counted over an epoch without the greedy metric."""
+    import collections
+    import traceback
+
+    from rdx.pipeline.offpolicy import trainer
+
+    reads, counting = collections.Counter(), [False]
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *a, _original=original, _name=name, **k):
+            if counting[0]:
+                rdx = [f for f in traceback.extract_stack()[:-1] if "/rdx/" in f.filename]
+                reads[(_name, rdx[-1].name if rdx else "?")] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+    train_epoch = trainer.OffPolicy.train_epoch
+
+    def counted(self, epoch, *args):
+        counting[0] = epoch == 0  # epoch_metrics=last: epoch 0 decodes no greedy metric
+        try:
+            return train_epoch(self, epoch, *args)
+        finally:
+            counting[0] = False
+
+    monkeypatch.setattr(trainer.OffPolicy, "train_epoch", counted)
+    execute(
+        _cfg(cache, "trainer.epochs=2", "trainer.batch_size=8", "trainer.log_every=8"), tmp_path
+    )
+    # 16 steps, log points at steps 8 and 16: float32 scalars and the long token count
+    assert reads == {("__bool__", "check_step"): 16, ("tolist", "_read"): 2 * 2}

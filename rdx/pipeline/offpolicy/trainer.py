@@ -30,6 +30,7 @@ from rdx.lm.models import (
     fixed_dtype,
     freeze_all_but_last_layer,
     hub_causal_lm,
+    policy_load_dtype,
     resolve_device,
     tiny_gpt2,
 )
@@ -59,10 +60,13 @@ _ORDER, _DROPOUT, _EVAL = 1, 2, 3  # random streams of an epoch (loop.stream)
 
 def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.Module:
     """π on `device`: a hub architecture (pretrained or random init), a copy of β, or rdx's
-    tiny GPT-2 in the corpus tokenizer; float32 weights, dropout off (eval mode): π's
-    probabilities feed the importance ratio π/β, which dropout noise would bias."""
+    tiny GPT-2 in the corpus tokenizer; float32 trained weights, dropout off (eval mode):
+    π's probabilities feed the importance ratio π/β, which dropout noise would bias."""
+    fixed = fixed_dtype(device, cfg.trainer.precision)
     if cfg.model.hub is not None:
-        policy = hub_causal_lm(cfg.model.hub, cfg.model.init, cfg.seed)
+        m = cfg.model
+        dtype = policy_load_dtype(m.trainable, m.init, fixed)
+        policy = hub_causal_lm(m.hub, m.init, cfg.seed, device=device, dtype=dtype)
     elif cfg.model.init == "behavior":
         policy = copy.deepcopy(prep.behavior)
     else:
@@ -82,12 +86,12 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
     if cfg.model.trainable in ("last_layer", "lora"):
         # Frozen weights go straight to their fixed dtype, never through float32 (27 GB for
         # OPT-6.7B); only the trained ones are made float32 (hub weights may be float16).
-        cast_frozen(policy, fixed_dtype(device, cfg.trainer.precision))
+        cast_frozen(policy, fixed)
     for p in policy.parameters():
         if p.requires_grad:
             p.data = p.data.float()
     policy = use_kernels(policy.eval(), prep.kernels)
-    return policy.to(device)
+    return policy.to(device)  # a no-op for hub weights loaded onto the device
 
 
 def autocast(device: torch.device, precision: str):
@@ -253,7 +257,7 @@ class OffPolicy:
         self.probe = torch.arange(t.batch_size)  # a fixed batch traced every epoch (Fig. 6)
         self.probe_keep = _probe_keep(prep, self.probe, cfg).to(self.device)  # never changes
         self.start_epoch = 0
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, list[torch.Tensor]] = {}
 
     def begin(self, start_epoch: int, records: RunRecords, logger: WandbLogger) -> None:
         self.start_epoch = start_epoch
@@ -274,7 +278,9 @@ class OffPolicy:
         order = torch.randperm(len(prep.train), generator=loop.stream(cfg.seed, epoch, _ORDER))
         drop_gen = loop.stream(cfg.seed, epoch, _DROPOUT)
         measured = self.measured(epoch)
-        self.sums = sums = {"acc": 0.0, "reward": 0.0}
+        # Per-step scalars stay on the device until a log point reads them (one host sync
+        # per log point, none per step); summed in Python in step order, as .item() did.
+        self.sums = sums = {"acc": [], "reward": []}
         bar = tqdm(
             range(self.n_batches),
             desc=f"epoch {epoch + 1}/{t.epochs}",
@@ -282,7 +288,8 @@ class OffPolicy:
             disable=None,
             dynamic_ncols=True,
         )
-        tic, tokens_seen = time.perf_counter(), 0
+        tic = time.perf_counter()
+        tokens_seen = torch.zeros((), dtype=torch.long, device=self.device)
         for b in bar:
             idx = order[b * t.batch_size : (b + 1) * t.batch_size]
             rows = None if chosen is None else chosen[idx]
@@ -301,16 +308,18 @@ class OffPolicy:
             # all samples (kept or not) from this step's forward pass, before the update (free,
             # so every epoch), and R of the updated π's greedy continuations of the batch's
             # prefixes (in `measured` epochs).
-            sums["acc"] += acc.mean().item()
+            sums["acc"].append(acc.mean())
             if measured:
                 mine = idx[self.shard.rows(len(idx))]  # this rank's rows; gathered after
-                sums["reward"] += self.greedy_reward(data.seqs.select(mine), step)
+                sums["reward"].append(self.greedy_reward(data.seqs.select(mine), step))
             step += 1
-            tokens_seen += int(mask.sum().item())  # scored tokens, not EOS filler
-            bar.set_postfix(loss=f"{out.loss.item():.3f}", keep=f"{keep.float().mean().item():.2f}")
+            tokens_seen += mask.sum().long()  # scored tokens, not EOS filler
             if step % t.log_every == 0 or b == self.n_batches - 1:
-                rate = tokens_seen / (time.perf_counter() - tic)
-                log_step(epoch, step, self.step_record(out, keep, rate))
+                record = self.step_record(out, keep, tokens_seen, tic)  # the one host sync
+                bar.set_postfix(
+                    loss=f"{record['train/loss']:.3f}", keep=f"{record['train/keep_frac']:.2f}"
+                )
+                log_step(epoch, step, record)
         bar.close()
         return step
 
@@ -352,9 +361,9 @@ class OffPolicy:
         self.scaler.update()
         return out, acc
 
-    def greedy_reward(self, prefixes, step: int) -> float:
+    def greedy_reward(self, prefixes, step: int) -> torch.Tensor:
         """The paper's train/reward of one batch: R's mean attribute probability of the
-        updated π's greedy continuations of the batch's prefixes."""
+        updated π's greedy continuations of the batch's prefixes (a 0-dim tensor)."""
         prep = self.prep
         decode = partial(
             sample_sequences,
@@ -368,22 +377,26 @@ class OffPolicy:
         greedy = _retry_on_oom(
             decode, "batch_size", self.micro, f"greedy decoding of step {step + 1}"
         )
-        return self.shard.gather(attribute_prob(prep, greedy)).mean().item()
+        return self.shard.gather(attribute_prob(prep, greedy)).mean()
 
-    def step_record(self, out: LossOutput, keep: torch.Tensor, tokens_per_s: float) -> dict:
+    def step_record(self, out: LossOutput, keep, tokens: torch.Tensor, tic: float) -> dict:
+        """The logged scalars of a step, read from the device at once; tokens/s counts the
+        scored tokens since `tic`, timed after the read (the device has caught up)."""
+        values = [out.loss, out.r_hat.mean(), keep.float().mean(), out.is_weight.max(), tokens]
+        loss, r_hat, keep_frac, w_max, tokens = _read(values)
         return {
-            "train/loss": out.loss.item(),
-            "train/r_hat_mean": out.r_hat.mean().item(),
-            "train/keep_frac": keep.float().mean().item(),
-            "train/is_weight_max": out.is_weight.max().item(),
-            "perf/tokens_per_s": tokens_per_s,
+            "train/loss": loss,
+            "train/r_hat_mean": r_hat,
+            "train/keep_frac": keep_frac,
+            "train/is_weight_max": w_max,
+            "perf/tokens_per_s": tokens / (time.perf_counter() - tic),
             "perf/micro_batch": self.micro[0],
         }
 
     def evaluate(self, epoch: int) -> tuple[dict[str, Any], list[dict] | None]:
         rec = {
             "train/sample_set": epoch % len(self.prep.sets),
-            "train/acc": self.sums["acc"] / self.n_batches,
+            "train/acc": sum(_read(self.sums["acc"])) / self.n_batches,
         }
         if not self.measured(epoch):
             return rec, None
@@ -395,7 +408,8 @@ class OffPolicy:
             metric_set=self.cfg.eval.metrics,
             greedy=self.cfg.eval.greedy,
         )
-        rec.update({"train/reward": self.sums["reward"] / self.n_batches, **eval_metrics})
+        reward = sum(_read(self.sums["reward"])) / self.n_batches
+        rec.update({"train/reward": reward, **eval_metrics})
         return rec, samples
 
     def trace(self, epoch: int) -> dict[str, Any]:
@@ -420,6 +434,20 @@ class _Trainable:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         load_trainable_state(self.policy, state)
+
+
+def _read(scalars: list[torch.Tensor]) -> list[float]:
+    """The Python numbers of 0-dim tensors, each exactly as its .item() gives it, in one
+    transfer per (device, dtype): stacking never changes a dtype, so nothing is rounded."""
+    out: list[float] = [0.0] * len(scalars)
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(scalars):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    for rows in groups.values():
+        values = torch.stack([scalars[i].detach() for i in rows]).tolist()
+        for i, v in zip(rows, values, strict=True):
+            out[i] = v
+    return out
 
 
 def _to(rows: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
