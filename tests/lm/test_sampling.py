@@ -283,3 +283,27 @@ def test_left_padding_changes_no_logit_beyond_float_rounding(hub, arch):
         for i, p in enumerate(rows.prefix_lens.tolist()):
             alone = model(input_ids=rows.tokens[i : i + 1, :p]).logits[0]
             torch.testing.assert_close(padded[i, -p:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_scoring_and_eval_forwards_run_under_inference_mode(lm):
+    from rdx.pipeline.offpolicy.evaluate import teacher_forced_accuracy
+
+    modes = []
+    hook = lm.register_forward_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+    tokens = torch.randint(1, 97, (5, 12), generator=torch.Generator().manual_seed(4))
+    tokens[1, 7:] = 0
+    seqs = Sequences.from_samples(tokens, 4, eos_id=0)
+    try:
+        drawn = sample(lm, tokens[:, :4], 3, temperature=1.0, generator=torch.Generator())
+        sequence_prob(lm, seqs, batch_size=2)
+        acc = teacher_forced_accuracy(lm, seqs, batch_size=2)
+    finally:
+        hook.remove()
+    assert len(modes) == 3 + 3 + 3 and all(modes)  # 3 decode steps, 3 + 3 batches of ≤ 2
+    assert not drawn.is_inference()  # π's samples stay usable by autograd
+    # against the straightforward path: argmax accuracy over the continuation, per row
+    with torch.no_grad():
+        pred = lm(input_ids=tokens[:, :-1]).logits.argmax(-1)
+    mask = seqs.mask()
+    want = (((pred == tokens[:, 1:]) * mask).sum(1) / mask.sum(1)).mean()
+    assert acc == pytest.approx(want.item(), abs=1e-6)

@@ -18,7 +18,7 @@ from rdx.method.objective import masked_accuracy
 from rdx.pipeline.offpolicy.artifacts import Prepared
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def teacher_forced_accuracy(
     policy: PreTrainedModel, seqs: Sequences, batch_size: int = 256
 ) -> float:
@@ -35,7 +35,7 @@ def teacher_forced_accuracy(
     return total / max(count, 1)
 
 
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: the trainer sums it into normal tensors
 def attribute_prob(prep: Prepared, seqs: Sequences) -> torch.Tensor:
     """R's softmax probability of the run's attribute for each of π's rows (the reward metric).
 

@@ -51,7 +51,7 @@ def word_drop_attribution(
     return full, [(w, full - s) for w, s in zip(words, scores[1:], strict=True)]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def pplm_examples(
     policy: PreTrainedModel,
     prep: Any,
