@@ -216,21 +216,8 @@ def table1_grid() -> Grid:
 
 
 def table2_grid() -> Grid:
-    """`sweeps=table2`'s model sizes and arms at paper_table1's settings, each attribute on its
-    own dataset as sweeps=paper_table1 puts it (table2's `attribute` axis keeps one
-    dataset for all six, the synthetic corpus under paper_table1)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    import rdx.config  # noqa: F401
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        t2 = compose("train", [*PAPER, "sweeps=table2"], return_hydra_config=True)
-        t1 = compose("train", [*PAPER, "sweeps=paper_table1"], return_hydra_config=True)
-    sweep = dict(OmegaConf.to_container(t2.hydra.sweeper.params))
-    sweep.pop("attribute")
-    sweep["+sweeps/paper_attribute"] = t1.hydra.sweeper.params["+sweeps/paper_attribute"]
-    return grid_of("Table 2", compose_jobs(PAPER, sweep))
+    """`experiment=paper_table1 sweeps=paper_table2`: 5 target models × 6 attributes × 2 arms."""
+    return grid_of("Table 2", compose_jobs([*PAPER, "sweeps=paper_table2"]))
 
 
 # INPUTS: each a named figure with its source ------------------------------------------------

@@ -59,7 +59,13 @@ def check_source(name: str, path: str | None, hub: bool) -> None:
     if name not in ATTRIBUTES:
         raise DataError(f"dataset.name={name}: unknown dataset; allowed: {', '.join(ATTRIBUTES)}")
     if name == "synthetic":
-        return  # generated: path and hub do not apply
+        if hub:  # e.g. experiment=paper_table1 with sweeps=table1, whose attribute axis keeps it
+            raise DataError(
+                "dataset.hub=true: dataset=synthetic is generated and has no hub source; pick "
+                "dataset=yelp or dataset=agnews, or for every attribute on its own dataset "
+                "sweeps=paper_table1 / paper_table2 / paper_table2_lora"
+            )
+        return  # generated: a path does not apply
     if path is None:
         if not hub:
             raise DataError(

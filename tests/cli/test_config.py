@@ -82,6 +82,7 @@ def test_paper_table1_preset_carries_the_authors_settings(monkeypatch):
         (["trainer.lr=0"], "trainer.lr=0.0: expected a number > 0"),
         (["sampling.total_len=4"], "sampling.total_len=4: must exceed sampling.prefix_len=4"),
         (["dataset=yelp"], "dataset.name=yelp needs data: pass dataset.path=<dir>"),
+        (["dataset.hub=true"], "dataset.hub=true: dataset=synthetic is generated and has no hub"),
         (["dataset=yelp", "dataset.path=/no/such/dir"], "dataset.path=/no/such/dir"),
         (["model.init=pretrained"], "model.init='pretrained': needs a hub model"),
         (["trainer.epochs=two"], "trainer.epochs='two': expected an integer"),

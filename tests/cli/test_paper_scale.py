@@ -167,3 +167,30 @@ def test_chunks_must_hold_whole_scoring_blocks():
     ):
         compose_cfg("sampling.shards=3", "sampling.shard=3")
     assert compose_cfg("sampling.chunk_rows=128").sampling.chunk_rows == 128
+
+
+@pytest.mark.parametrize("preset", ["paper_table2", "paper_table2_lora"])
+def test_paper_table2_presets_put_each_attribute_on_its_dataset(preset, monkeypatch):
+    from tests.cli.test_sweeps import job_config, sweep_jobs
+
+    monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)  # hub names: offline
+    jobs = sweep_jobs(preset, "experiment=paper_table1")
+    assert len(jobs) == {"paper_table2": 60, "paper_table2_lora": 48}[preset]
+    seen = set()
+    for job in jobs:
+        cfg = job_config("experiment=paper_table1", f"sweeps={preset}", *job)
+        assert cfg.dataset.name == DATASET[cfg.attribute] and cfg.dataset.hub
+        seen.add(cfg.attribute)
+    assert len(seen) == 6
+
+
+def test_the_one_dataset_table_presets_under_paper_table1_fail_in_one_line(monkeypatch):
+    """sweeps=table2 under experiment=paper_table1 used to train on the synthetic corpus."""
+    from rdx.config import ConfigError
+    from tests.cli.test_sweeps import job_config
+
+    monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)
+    assert job_config("experiment=paper_table1").dataset.name == "yelp"
+    with pytest.raises(ConfigError) as err:
+        job_config("experiment=paper_table1", "sweeps=table2", "attribute=world")
+    assert str(err.value) == "attribute='world': dataset yelp has negative, positive"

@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 PRESETS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
 ATTRIBUTES = ["negative", "positive", "world", "sport", "business", "sci_tech"]
-# sweeps/<name>.yaml that runs only with experiment=<name> (the paper-size grid: hub data)
-EXPERIMENT_PRESETS = ("paper_table1",)
+# sweeps/<name>.yaml that runs only with an experiment (the paper-size grids: hub data)
+EXPERIMENT_PRESETS = {
+    p: "paper_table1" for p in ("paper_table1", "paper_table2", "paper_table2_lora")
+}
 
 
 def compose_full(*overrides: str):
@@ -74,7 +76,7 @@ def test_every_value_of_every_sweep_preset_composes(preset, monkeypatch):
     assert compose_full(f"sweeps={preset}").sweep == preset  # the W&B group / tables column
     first = {key: values[0] for key, values in params.items()}
     # A preset documented for one experiment is composed with it (its header's command).
-    extra = [f"experiment={preset}"] if preset in EXPERIMENT_PRESETS else []
+    extra = [f"experiment={EXPERIMENT_PRESETS[preset]}"] if preset in EXPERIMENT_PRESETS else []
     for key, values in params.items():
         for value in values:
             overrides = [f"{k}={value if k == key else v}" for k, v in first.items()]
@@ -238,7 +240,8 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         (
             "sweeps=tabel1",
             "rdx: config error: sweeps='tabel1': expected one of fig3, fig3_authors, fig4, "
-            "gamma_search, paper_table1, rules, smoke, table1, table2, table2_lora, tables34",
+            "gamma_search, paper_table1, paper_table2, paper_table2_lora, rules, smoke, table1, "
+            "table2, table2_lora, tables34",
         ),
         (
             "launcher=slrum",
