@@ -10,12 +10,11 @@ import sys
 import pytest
 
 from tests.helpers.polling import wait_until as _wait
+from tests.helpers.slurm import report as _report
+from tests.helpers.slurm import run as _run
+from tests.helpers.slurm import scontrol_job as _scontrol_job
 
 pytestmark = pytest.mark.slurm
-
-
-def _run(*cmd: str) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
 
 
 def _sbatch(tmp_path, *args: str) -> str:
@@ -30,21 +29,6 @@ def _sacct_states(job_id: str, *, duplicates: bool = False) -> list[str]:
         cmd.insert(1, "-D")
     # "CANCELLED by 0" -> "CANCELLED"
     return [line.split()[0] for line in _run(*cmd).splitlines() if line.strip()]
-
-
-def _scontrol_job(job_id: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for token in _run("scontrol", "-o", "show", "job", job_id).split():
-        key, sep, value = token.partition("=")
-        if sep:
-            fields.setdefault(key, value)
-    return fields
-
-
-def _report(*job_ids: str) -> str:
-    return _run(
-        "sacct", "-D", "-X", "-o", "JobID,Partition,State,Start,End", "-j", ",".join(job_ids)
-    )
 
 
 def test_sbatch_wrap_completes_in_sacct(slurm_cluster, tmp_path):
