@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from rdx.config import SamplingConfig
+from rdx.config import ConfigError, SamplingConfig
 from rdx.data.corpus import DataError
 from rdx.pipeline.offpolicy.shards import check_pool
 from rdx.prepare import shard_commands
+from tests.cli.test_sweeps import job_config, sweep_jobs
 from tests.helpers.cli import rdx_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,8 +172,6 @@ def test_chunks_must_hold_whole_scoring_blocks():
 
 @pytest.mark.parametrize("preset", ["paper_table2", "paper_table2_lora"])
 def test_paper_table2_presets_put_each_attribute_on_its_dataset(preset, monkeypatch):
-    from tests.cli.test_sweeps import job_config, sweep_jobs
-
     monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)  # hub names: offline
     jobs = sweep_jobs(preset, "experiment=paper_table1")
     assert len(jobs) == {"paper_table2": 60, "paper_table2_lora": 48}[preset]
@@ -186,9 +185,6 @@ def test_paper_table2_presets_put_each_attribute_on_its_dataset(preset, monkeypa
 
 def test_the_one_dataset_table_presets_under_paper_table1_fail_in_one_line(monkeypatch):
     """sweeps=table2 under experiment=paper_table1 used to train on the synthetic corpus."""
-    from rdx.config import ConfigError
-    from tests.cli.test_sweeps import job_config
-
     monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)
     assert job_config("experiment=paper_table1").dataset.name == "yelp"
     with pytest.raises(ConfigError) as err:
