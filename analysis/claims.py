@@ -77,7 +77,10 @@ from analysis.inference import (
     UNSURE,
     bootstrap_ci,
     falls,
+    flip_verdict,
     non_superiority,
+    sign_flip_test,
+    smallest_p,
     verdict,
 )
 from analysis.runs import (
@@ -129,7 +132,7 @@ TEXT_CLAIMS = [("eval/bleu", 1, "BLEU up"), ("eval/meteor", 1, "METEOR up"),
                ("eval/rouge1", -1, "ROUGE-1 down"), ("eval/rouge2", -1, "ROUGE-2 down"),
                ("eval/rougeL", -1, "ROUGE-L down")]  # fmt: skip
 
-Unit = tuple[Any, Any, Any]  # (dataset, attribute, seed)
+Unit = tuple[Any, Any, Any, Any]  # (dataset, attribute, β's sample set, π's seed)
 Values = dict[Unit, float]
 
 
@@ -150,15 +153,19 @@ class Row:
     hi: float = math.nan
     verdict: str = NO_RUNS
     n_clusters: int = 0
+    p: float = math.nan  # the sign-flip test's two-sided p over the clusters
+    n_positive: int = 0  # clusters whose mean difference is > 0
 
 
 def cluster_of(u: Unit, how: str) -> Any:
-    """A unit's cluster: (dataset, attribute); with `task`, (dataset, task), for runs whose
-    attributes share β's samples (sampling.prefix_pool=task); with `unit`, itself."""
+    """A unit's cluster: one of β's sample sets, (dataset, attribute, sample set): π's
+    seeds nest in it, as they share its rows, β and R; with `task`, (dataset, task, sample
+    set), for runs whose attributes share β's samples (sampling.prefix_pool=task); with
+    `unit`, itself."""
     if how == "cell":
-        return (u[0], u[1])
+        return (u[0], u[1], u[2])
     if how == "task":
-        return (u[0], TASK_OF.get(u[1], u[1]))
+        return (u[0], TASK_OF.get(u[1], u[1]), u[2])
     return u
 
 
@@ -173,10 +180,12 @@ def judge(row: Row, seed: int = 0, cluster: str = "cell") -> Row:
         row.effect = float(np.mean(row.diffs))
     if n >= 2 and row.n_clusters >= 2:
         row.lo, row.hi = bootstrap_ci(row.diffs, clusters, seed)
-    if row.margin is not None:
+    if n:
+        row.p, row.n_positive, _ = sign_flip_test(row.diffs, clusters, seed)
+    if row.margin is not None:  # a margin, not a sign: decided by the CI (module docstring)
         row.verdict = non_superiority(row.lo, row.hi, row.margin, n, row.n_clusters)
     else:
-        row.verdict = verdict(row.lo, row.hi, row.sign, n, row.n_clusters)
+        row.verdict = flip_verdict(row.effect, row.p, row.sign, n, row.n_clusters)
     return row
 
 
@@ -184,7 +193,7 @@ def judge(row: Row, seed: int = 0, cluster: str = "cell") -> Row:
 
 
 def unit(rec: dict[str, Any]) -> Unit:
-    return (rec["dataset"], rec["attribute"], rec["seed"])
+    return (rec["dataset"], rec["attribute"], rec.get("sample_set") or 0, rec["seed"])
 
 
 def arm(
@@ -210,7 +219,7 @@ def values(runs: list[dict[str, Any]], value_of: Callable[[dict], Any]) -> Value
         key = unit(rec)
         if key in seen:
             raise RunsError(
-                f"two runs of one arm and unit (dataset, attribute, seed)={key}: "
+                f"two runs of one arm and unit (dataset, attribute, sample set, seed)={key}: "
                 f"{seen[key]}, {rec.get('run_dir')}"
             )
         seen[key] = str(rec.get("run_dir"))
@@ -462,7 +471,7 @@ def _where(joint: Values, init: str) -> str:
     if not joint:
         return ""
     per: dict[Any, list[float]] = defaultdict(list)
-    for (_, attribute, _), v in joint.items():
+    for (_, attribute, *_), v in joint.items():
         per[attribute].append(v)
     hits = [f"{a} {int(sum(v))}/{len(v)}" for a, v in sorted(per.items(), key=str) if sum(v)]
     return f"still at {init}: " + ", ".join(hits) if hits else f"none at {init}"
@@ -567,6 +576,13 @@ def _num(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:+.3f}"
 
 
+def fmt_p(p: float, k: int) -> str:
+    """The sign-flip p, with a mark where k clusters cannot reach 0.05 at all."""
+    if math.isnan(p):
+        return "—"
+    return f"{p:.3f}" + ("" if smallest_p(k) < 0.05 else "*")
+
+
 def frame(block: Block) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -578,6 +594,8 @@ def frame(block: Block) -> pd.DataFrame:
                 "95% CI": "—" if math.isnan(row.lo) else f"[{_num(row.lo)}, {_num(row.hi)}]",
                 "n": len(row.diffs),
                 "clusters": row.n_clusters,
+                "p (sign-flip)": fmt_p(row.p, row.n_clusters),
+                "signs": f"{row.n_positive}/{row.n_clusters} +" if row.diffs else "—",
                 "verdict": row.verdict,
                 "note": row.note,
             }
@@ -588,14 +606,17 @@ def frame(block: Block) -> pd.DataFrame:
 
 def render(blocks: list[Block], seed: int, cluster: str = "cell", margin: float = MARGIN) -> str:
     """Markdown: a note on the method, then one table per block."""
-    by = {"cell": "(dataset, attribute) clusters", "task": "(dataset, task) clusters",
+    by = {"cell": "(dataset, attribute, sample set) clusters",
+          "task": "(dataset, task, sample set) clusters",
           "unit": "the pairs (unclustered)"}[cluster]  # fmt: skip
     lines = [
-        "**Claims.** Effect: mean over (dataset, attribute, seed) pairs of A − B; 95% CI: "
-        f"mean ± t(k − 1) · SE, SE from a bootstrap resampling {by} ({N_BOOT} resamples, "
-        f"seed {seed}; k clusters); n: pairs; "
-        "clusters: how many were resampled. Verdict: holds / does not hold when the CI "
-        "excludes 0 on the claimed / other side, else inconclusive (also when n < 2 or "
+        "**Claims.** Effect: mean over (dataset, attribute, sample set, seed) pairs of A − B; "
+        f"95% CI: mean ± t(k − 1) · SE, SE from a bootstrap resampling {by} ({N_BOOT} "
+        f"resamples, seed {seed}; k clusters, one per sample set of β); n: pairs; clusters: "
+        "how many were resampled. p: the sign-flip randomization test over the k clusters' "
+        "mean differences (exact; * marks k < 6, where no p below 0.05 exists); signs: the "
+        "clusters with a positive mean. Verdict: holds / does not hold when p < 0.05 and the "
+        "effect is on the claimed / other side, else inconclusive (also when n < 2 or "
         "clusters < 2); a non-superiority row holds when the CI's upper bound is below the "
         f"margin ({fmt_value(margin)}), does not hold when its lower bound is at or above it. "
         "Degeneration (Fig. 3a): fall = a run's value at the best epoch of the first half of "
@@ -615,6 +636,8 @@ def render(blocks: list[Block], seed: int, cluster: str = "cell", margin: float 
                     "left",
                     "left",
                     "left",
+                    "right",
+                    "right",
                     "right",
                     "right",
                     "right",

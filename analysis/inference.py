@@ -7,6 +7,14 @@ degeneration rule (DESIGN §9). Plain numbers in, plain numbers out; no run reco
   is the plain pairs bootstrap.
 - `verdict` for a signed claim, `non_superiority` for "A does not help": the upper CI
   bound of A − B below a stated margin holds; a lower bound at or above it does not.
+- `sign_flip_test` is the test built for few clusters, and what decides a verdict: under
+  "no effect" each cluster's mean difference is as likely negative as positive, so the
+  2^k sign patterns of the k cluster means are equally likely and the observed |mean| is
+  ranked among them. Its size is exact at any k (no variance is estimated), the price is
+  that p cannot fall below 2 / 2^k: with fewer than 6 clusters no two-sided 5 % verdict
+  exists at all, and the row says so instead of guessing. (The wild cluster bootstrap with
+  Webb's weights reaches smaller p at 3-5 clusters by estimating a variance from them, and
+  over-rejects there: not used.)
 - `falls` is degeneration: how far a run's last epoch is below the best epoch of the first
   half of training. The best epoch is picked on the other runs' mean curve: picked on the
   run's own curve, the maximum of noise would make every flat curve "fall".
@@ -59,6 +67,66 @@ def bootstrap_ci(
     half = float(student_t.ppf(0.5 + level / 2, k - 1)) * se
     mean = float(data.mean())
     return mean - half, mean + half
+
+
+ALPHA = 0.05
+EXACT_MAX = 16  # clusters up to which every sign pattern is enumerated (65 536)
+
+
+def cluster_means(diffs: Sequence[float], clusters: Sequence[Hashable] | None) -> np.ndarray:
+    """Each cluster's mean difference, clusters in first-seen order (None: each its own)."""
+    data = np.asarray(diffs, dtype=float)
+    if clusters is None:
+        return data
+    order = list(dict.fromkeys(clusters))
+    index = {c: i for i, c in enumerate(order)}
+    ids = np.array([index[c] for c in clusters])
+    sums = np.bincount(ids, weights=data, minlength=len(order))
+    return sums / np.bincount(ids, minlength=len(order))
+
+
+def sign_flip_test(
+    diffs: Sequence[float],
+    clusters: Sequence[Hashable] | None = None,
+    seed: int = 0,
+    n_draws: int = N_BOOT,
+) -> tuple[float, int, int]:
+    """(two-sided p, clusters with a positive mean, k) of "the mean difference is 0".
+
+    The statistic is the mean of the k cluster means (each cluster weighs the same: a
+    cluster is one draw of β's samples, whatever its count of π seeds); its null
+    distribution is every way of flipping the clusters' signs, enumerated up to EXACT_MAX
+    clusters and drawn `n_draws` times (seeded) above. p counts the patterns at least as
+    extreme as the observed one, the observed one included, so p ≥ 2 / 2^k.
+    """
+    means = cluster_means(diffs, clusters)
+    k = len(means)
+    if k == 0:
+        return math.nan, 0, 0
+    observed = abs(means.mean())
+    if k <= EXACT_MAX:
+        patterns = ((np.arange(2**k)[:, None] >> np.arange(k)) & 1) * 2 - 1
+    else:
+        rng = np.random.default_rng(seed)
+        patterns = np.vstack([np.ones(k), rng.choice([-1, 1], size=(n_draws, k))])
+    flipped = np.abs(patterns @ means / k)
+    p = float(np.mean(flipped >= observed - 1e-12 * max(1.0, observed)))
+    return p, int((means > 0).sum()), k
+
+
+def smallest_p(k: int) -> float:
+    """The smallest two-sided p a sign-flip test over k clusters can give."""
+    return 2.0 / 2**k if k > 0 else math.nan
+
+
+def flip_verdict(effect: float, p: float, sign: int, n: int, n_clusters: int) -> str:
+    """holds / does not hold when the sign-flip p is below ALPHA on the claimed / the other
+    side of 0, else inconclusive (always so below 6 clusters: see smallest_p)."""
+    if n == 0:
+        return NO_RUNS
+    if n < 2 or n_clusters < 2 or math.isnan(p) or p >= ALPHA:
+        return UNSURE
+    return HOLDS if effect * sign > 0 else FAILS
 
 
 def verdict(lo: float, hi: float, sign: int, n: int, n_clusters: int | None = None) -> str:

@@ -36,7 +36,8 @@ INIT_ORDER = ["random", "behavior", "pretrained"]
 # experiments, so they go to different blocks (or, in table2, different rows).
 TARGET = ["model", "init", "epochs", "lr"]
 CONTEXT = ["behavior", "reward_model", *TARGET]
-IDENTITY = ["dataset", *CONTEXT, "attribute", "dropout", "gamma", "delta", "seed"]
+# sample_set (sampling.seed): β's draw; with seed (π's) it names one replicate of a cell
+IDENTITY = ["dataset", *CONTEXT, "attribute", "dropout", "gamma", "delta", "sample_set", "seed"]
 # Summary keys that are settings, not metrics, though named without a dot (rdx's summary
 # writes sampling.* and the target's hub and trainable part flat).
 EXTRA_CONFIG = [
@@ -143,6 +144,8 @@ def records(
     recs = [{k: _py(v) for k, v in row.items()} for row in df.to_dict("records")]
     recs = _finite_only(recs, source, warn)
     for rec in recs:
+        if rec["sample_set"] is None:  # runs recorded before sampling.seed drew set 0
+            rec["sample_set"] = 0
         # γ is ignored by none/threshold and δ by the others: a sweep that sets γ on an N/A
         # run has not made a different setting (rdx.config records γ null there too).
         if rec["dropout"] in NO_GAMMA:
@@ -163,6 +166,18 @@ def records(
             )
     check_duplicates(recs)
     return recs
+
+
+def replicate(rec: dict[str, Any]) -> tuple[Any, Any]:
+    """One replicate of a cell: (β's sample set, π's seed)."""
+    return (rec.get("sample_set") or 0, rec["seed"])
+
+
+def fmt_replicate(rec: dict[str, Any]) -> str:
+    sample_set = rec.get("sample_set") or 0
+    return (f"sample_set={fmt_value(sample_set)} " if sample_set else "") + (
+        f"seed={fmt_value(rec['seed'])}"
+    )
 
 
 def _finite_only(

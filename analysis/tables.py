@@ -7,12 +7,12 @@ table1: rows dropout x γ, columns attributes, cell Acc + Reward (paper Table 1)
 table2: rows target model x {N/A, quantile γ=0.8}, columns attributes (paper Table 2).
 table34: rows attribute x reward dropout No/Yes, columns BLEU ROUGE-1/2/L METEOR (Tables 3/4).
 
-Cells are mean ± std (ddof=1) over seeds. A table is only built when its rows exist in
-the CSV; a missing cell of a table's grid fails unless --allow-missing (then it shows as
-"—" and is listed). Where runs differ in axes that are not a table's rows or columns
-(model, init, lr, ..., and any dotted, text or true/false setting in the summary, e.g.
-`sampling.stop_at_eos` or `dropout.random_replacement`), the table gets one block per
-combination instead of averaging across them.
+Cells are mean ± std (ddof=1) over replicates (π's seeds × β's sample sets). A table is
+only built when its rows exist in the CSV; a missing cell of a table's grid fails unless
+--allow-missing (then it shows as "—" and is listed). Where runs differ in axes that are
+not a table's rows or columns (model, init, lr, ..., and any dotted, text or true/false
+setting in the summary, e.g. `sampling.stop_at_eos` or `dropout.random_replacement`), the
+table gets one block per combination instead of averaging across them.
 
 The PPO/DPO runs of the CSV are left to analysis.harmless (Fig. 4, Table 5). Each run of
 this module first removes the table1/2/34 files an earlier one left in --out, then writes
@@ -48,11 +48,13 @@ from analysis.runs import (
     RunsError,
     config_axes,
     context_label,
+    fmt_replicate,
     fmt_value,
     identity_axes,
     provenance,
     read_csv,
     records,
+    replicate,
     split_blocks,
 )
 
@@ -147,17 +149,18 @@ def _fill(
             if value is None:
                 continue
             cell = (row, col)
-            if rec["seed"] in values[cell]:
-                other = runs[cell][rec["seed"]]
+            rep = replicate(rec)
+            if rep in values[cell]:
+                other = runs[cell][rep]
                 axes = [*identity_axes([rec, other]), "sweep"]
                 differ = [k for k in axes if rec.get(k) != other.get(k)]
                 raise TableError(
-                    f"duplicated cell: {name_cell(row, col)} seed={fmt_value(rec['seed'])} "
+                    f"duplicated cell: {name_cell(row, col)} {fmt_replicate(rec)} "
                     f"has two runs ({other['run_dir']}, {rec['run_dir']}) differing only in "
                     f"{', '.join(differ[:6]) or 'nothing'}"
                 )
-            values[cell][rec["seed"]] = value
-            runs[cell][rec["seed"]] = rec
+            values[cell][rep] = value
+            runs[cell][rep] = rec
     cells, missing = [], []
     for row in rows:
         line = []

@@ -110,6 +110,9 @@ class SamplingConfig:
     total_len: int = 30  # T: prefix + continuation tokens
     num_prefixes: int = 1024  # training prefixes per attribute (paper: 50k; CPU-sized)
     samples_per_prefix: int = 4
+    # β's sample set: another value draws other prefixes and other continuations from the
+    # same β (and R); π's `seed` never changes β's rows, so replicate over both
+    seed: int = 0
     temperature: float = 0.4  # the paper's setting "for training stability"
     eval_prefixes: int = 128  # held-out prefixes for eval/* every epoch
     batch_size: int = 512  # prefixes per sampling/scoring batch
@@ -283,6 +286,10 @@ class EvalConfig:
     # sampling: π's greedy decodes use β's decoding options; plain: none (the authors'
     # generate(do_sample=False): no repetition penalty; rdx.pipeline.offpolicy.decoding)
     greedy: str = one_of("sampling", "plain")
+    # true: a judge, a second R (same kind, another init) trained on one half of R's training
+    # sentences, scores π's held-out samples as eval/judge_reward beside eval/reward: a gain
+    # that R alone sees is π gaming R (rdx.pipeline.offpolicy.artifacts.load_judge)
+    judge: bool = False
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,12 @@ UNHASHED = (
 # Keys added after runs were recorded without them, left out of the identity at the value
 # those runs had: a run dir from before resumes and answers as it did. Away from it, a key
 # is part of the identity like any other.
-SINCE_ADDED = {"sampling.engine": "hf", "sampling.likelihood": "rescore"}
+SINCE_ADDED = {
+    "sampling.engine": "hf",
+    "sampling.likelihood": "rescore",
+    "sampling.seed": 0,
+    "eval.judge": False,
+}
 RESUME_POLICIES = ("never", "auto", "force")
 STATUS_RESERVE_BYTES = 16384  # freed to write the final status.json on a full disk
 

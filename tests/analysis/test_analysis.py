@@ -333,7 +333,8 @@ def test_duplicate_cell_fails_naming_axes(tmp_path, capsys):
     assert tables.main(["--csv", str(write_csv(tmp_path, body)), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("tables: error: duplicated cell: dataset=synthetic model=tiny")
-    assert "attribute=world dropout=quantile gamma=0.2 seed=1 has 2 runs (r/10, again/10)" in err
+    cell = "attribute=world dropout=quantile gamma=0.2 sample_set=0 seed=1"
+    assert f"{cell} has 2 runs (r/10, again/10)" in err
 
 
 def test_gamma_on_na_runs_is_not_a_setting(tmp_path):

@@ -85,7 +85,10 @@ def final_runs(root: Path, shift: float) -> None:
             # Noise only on N/A: every difference is shift + noise, whose mean is the shift.
             value = 0.6 + delta + (noise if dropout == "none" else 0.0)
             name = f"{attribute}-{seed}-{dropout}-{gamma}"
-            write_run(root, name, summary(attribute, seed, dropout, gamma, value))
+            # each (attribute, seed) its own draw of β's samples: 6 clusters, as many as
+            # the sign-flip test needs to reach p < 0.05 (2 / 2^6 = 0.031)
+            summ = summary(attribute, seed, dropout, gamma, value, sample_set=seed)
+            write_run(root, name, summ)
 
 
 RANDOM_NS = "random γ=0.8 does not help: random − N/A < 0.02 (non-superiority)"
@@ -132,8 +135,8 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     ("shift", "expect", "random_expect"),
     [
         (0.2, "holds", "holds"),  # quantile better; random worse: "does not help" holds
-        # No effect: two clusters' t(1) interval (±0.085) reaches over the 0.02 margin.
-        (0.0, "inconclusive", "inconclusive"),
+        # No effect: six clusters' t(5) interval (±0.015) lies below the 0.02 margin.
+        (0.0, "inconclusive", "holds"),
         (-0.2, "does not hold", "does not hold"),
     ],
 )
@@ -215,7 +218,7 @@ def test_clustered_bootstrap_resamples_attributes_not_seeds():
 
 
 def test_one_cluster_is_inconclusive_however_many_seeds():
-    seeds = [("synthetic", "positive", s) for s in range(8)]
+    seeds = [("synthetic", "positive", 0, s) for s in range(8)]
     row = claims.Row("c", "m", "d", 1, [0.2 + 0.01 * s for s in range(8)], seeds)
     assert claims.judge(row).verdict == "inconclusive" and row.n_clusters == 1
     assert math.isnan(row.lo) and row.effect == pytest.approx(0.235)
@@ -370,7 +373,12 @@ def test_fig3_claims_as_the_paper_states_them(tmp_path):
                        ("held-out", "eval/likelihood and eval/reward")):  # fmt: skip
         row = rows[(FIG3B, f"{pair} both fall")]
         # Joint degeneration: every random-init unit, 3 of 18 pretrained ones: 1 − 1/6.
-        assert row.effect == pytest.approx(5 / 6) and row.verdict == "holds" and row.data == data
+        assert row.effect == pytest.approx(5 / 6) and row.data == data
+        # 5 clusters at +1 and negative's at 0: 4 of the 64 sign patterns reach 5/6 (the 5
+        # all + or all −, either sign on the 0), p = 0.0625: the sixth cluster carries no
+        # sign, so the effect rests on 5 clusters, too few for p < 0.05.
+        assert row.p == pytest.approx(4 / 64) and row.n_positive == 5
+        assert row.verdict == "inconclusive"
         assert row.note == "still at init=behavior: negative 3/3"
     # Appendix D: drop-out samples' π̄ rises by (0.04 + 0.08) / 2 over two traced epochs.
     metric = "π̄ of the probe batch: last − first traced epoch"
@@ -391,11 +399,12 @@ def test_cli_markdown_reproducible_and_csv_needs_runs_for_epochs(tmp_path, capsy
     first = capsys.readouterr()
     assert out.read_text() == first.out  # the same Markdown on stdout and in --out
     assert f"claims: wrote {out}" in first.err
-    assert "resampling (dataset, attribute) clusters" in first.out
+    assert "resampling (dataset, attribute, sample set) clusters" in first.out
     line = next(x for x in first.out.splitlines() if x.startswith(f"| {FIG3A_NA}"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1:4] == [FALL.format("train/acc"), "train batches", cells[3]]
-    assert cells[5:] == ["18", "6", "holds", ""]  # n, clusters, verdict, note
+    # n, clusters, the sign-flip p (the smallest of 6 clusters: 2 / 64), signs, verdict, note
+    assert cells[5:] == ["18", "6", "0.031", "6/6 +", "holds", ""]
     assert cells[4].startswith("[+0.7") and cells[4].endswith("]")
     assert claims.main(["--runs", str(runs)]) == 0
     assert capsys.readouterr().out == first.out  # seeded bootstrap: identical output
@@ -426,7 +435,8 @@ def test_table2_rows_one_per_model(tmp_path):
                 ("quantile", 0.8, 0.6 + shift),
             ):
                 write_run(tmp_path, f"{model}/{attribute}-{seed}-{dropout}",
-                          summary(attribute, seed, dropout, gamma, value, model=model))  # fmt: skip
+                          summary(attribute, seed, dropout, gamma, value, model=model,
+                                  sample_set=seed))  # fmt: skip
     blocks = run_claims(tmp_path)
     (t2,) = [b for b in blocks if b.context.startswith("Table 2")]
     rows = {(r.claim, r.metric): r for r in t2.rows}
@@ -453,7 +463,8 @@ def test_runs_differing_in_a_config_axis_are_separate_blocks(tmp_path):
                     tmp_path,
                     f"eos{eos}/{attribute}-{seed}-{dropout}",
                     summary(
-                        attribute, seed, dropout, gamma, value, **{"sampling.stop_at_eos": eos}
+                        attribute, seed, dropout, gamma, value, sample_set=seed,
+                        **{"sampling.stop_at_eos": eos},
                     ),
                 )
     blocks = run_claims(tmp_path)
@@ -492,7 +503,7 @@ def test_random_with_and_without_replacement_are_two_arms(tmp_path):
             write_run(
                 tmp_path,
                 f"{attribute}-{seed}-{dropout}-{repl}",
-                summary(attribute, seed, dropout, gamma, 0.6 + shift, **extra),
+                summary(attribute, seed, dropout, gamma, 0.6 + shift, sample_set=seed, **extra),
             )
     (block,) = run_claims(tmp_path)  # one block: the option splits arms, not the grid
     rows = {(r.claim, r.metric): r for r in block.rows}
@@ -508,10 +519,10 @@ def test_random_with_and_without_replacement_are_two_arms(tmp_path):
 
 
 def test_task_clusters_join_the_attributes_of_a_task():
-    units = [("synthetic", a, 0) for a in ("negative", "positive", "world", "sport")]
+    units = [("synthetic", a, 0, 0) for a in ("negative", "positive", "world", "sport")]
     assert {claims.cluster_of(u, "task") for u in units} == {
-        ("synthetic", "sentiment"),
-        ("synthetic", "topic"),
+        ("synthetic", "sentiment", 0),
+        ("synthetic", "topic", 0),
     }
     row = claims.judge(claims.Row("c", "m", "d", 1, [0.2, 0.2, 0.3, 0.3], units), cluster="task")
     assert row.n_clusters == 2 and row.effect == pytest.approx(0.25)

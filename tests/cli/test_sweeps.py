@@ -106,6 +106,7 @@ def test_table1_is_the_papers_grid():
         ("fig3", 48, {"model.init": ["random", "behavior"]}),
         ("tables34", 12, {"attribute": ATTRIBUTES}),
         ("smoke", 3, {"+sweeps/arm": ["none", "random-0.4", "quantile-0.8"]}),
+        ("regimes", 384, {"sampling.top_k": ["null", "50"], "sampling.seed": ["0", "1", "2"]}),
     ],
 )
 def test_preset_sizes(preset, runs, axes):
@@ -113,6 +114,22 @@ def test_preset_sizes(preset, runs, axes):
     params = sweep_params(preset)
     for key, values in axes.items():
         assert params[key] == values
+
+
+def test_the_regime_map_passes_the_pre_launch_check_and_crosses_every_factor(capsys):
+    from rdx.train import check_overrides
+
+    check_overrides(["-m", "sweeps=regimes"])  # every value of all 384 jobs: no exit
+    check_overrides(["-m", "experiment=smoke", "sweeps=regimes", "attribute=negative", "seed=0"])
+    assert "error" not in capsys.readouterr().err
+    seen = set()
+    for job in sweep_jobs("regimes"):
+        seen.add(tuple(o for o in job if o.split("=")[0] in {
+            "sampling.prefix_pool", "sampling.temperature", "sampling.repetition_penalty",
+            "sampling.top_k"}))  # fmt: skip
+    assert len(seen) == 16
+    cfg = job_config("sweeps=regimes", "sampling.top_k=null", "sampling.seed=2")
+    assert cfg.eval.judge and cfg.sampling.top_k is None and cfg.sampling.seed == 2
 
 
 def test_smoke_preset_brings_the_smoke_experiment():

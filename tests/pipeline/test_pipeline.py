@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,3 +294,24 @@ def test_prepare_entry_point_builds_the_artifacts_and_checks_typos(cache, tmp_pa
     )
     assert typo.returncode == 2
     assert typo.stderr.strip().startswith("rdx: config error: dropout='quantil'")
+
+
+def test_sample_sets_draw_other_rows_from_the_same_beta_and_the_judge_scores(cache, tmp_path):
+    """sampling.seed: other prefixes and continuations from the same β and R (a replicate of
+    β's sample set); eval.judge: a second R, on half of R's sentences, scores π's text."""
+    from rdx.pipeline.offpolicy.artifacts import prepare
+
+    a, b = prepare(smoke(cache)), prepare(smoke(cache, "sampling.seed=1"))
+    assert (a.paths["behavior"], a.paths["reward"]) == (b.paths["behavior"], b.paths["reward"])
+    assert a.paths["trajectories"] != b.paths["trajectories"]
+    assert not torch.equal(a.train.tokens, b.train.tokens)
+    assert not torch.equal(a.reward_logits, b.reward_logits)
+    cfg = smoke(cache, "sampling.seed=1", "eval.judge=true")
+    judge_dir = prepare(cfg).paths["judge"]
+    execute(cfg, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    metrics = json.loads((Path(judge_dir) / "metrics.json").read_text())
+    assert summary["sample_set"] == 1
+    assert summary["judge_accuracy"] == metrics["heldout_accuracy"]
+    assert 0.0 < summary["eval/judge_reward"] < 1.0
+    assert judge_dir != a.paths["reward"]

@@ -249,3 +249,37 @@ def test_the_trajectories_key_names_the_engine_and_keeps_hf_keys(monkeypatch):
     own = keys(engine="vllm", likelihood="engine")
     assert own["trajectories"] == vllm["trajectories"]  # the same rows, other scores
     assert own["scores"]["likelihood"] == "engine" and own["scores"] != vllm["scores"]
+
+
+def test_the_sample_set_seed_keys_the_trajectories_and_set_0_keeps_old_keys():
+    """sampling.seed fills the key's `seed` entry, which held the fixed 0 before the setting
+    existed: set 0's entries are found again, another set is another entry; β, R and the
+    run identity at set 0 are unchanged."""
+    from rdx.records import config_identity
+
+    corpus = generate(200, 40, seed=0)
+
+    def keys(**sampling):
+        cfg = Config()
+        cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, **sampling))
+        return cfg, artifact_keys(cfg, corpus, "sentiment", "float32", "torch")
+
+    (cfg0, zero), (cfg1, one) = keys(), keys(seed=1)
+    assert zero["trajectories"]["seed"] == 0 and "seed" not in zero["trajectories"]["sampling"]
+    assert one["trajectories"]["seed"] == 1
+    assert cache_key(zero["trajectories"], 5) != cache_key(one["trajectories"], 5)
+    assert (zero["behavior"], zero["reward"]) == (one["behavior"], one["reward"])
+    assert zero["judge"]["reward"] == zero["reward"] and zero["judge"]["seed"] != 0
+    as_dict = dataclasses.asdict
+    assert "sampling.seed" not in config_identity(as_dict(cfg0))
+    assert config_identity(as_dict(cfg1))["sampling.seed"] == 1
+
+
+def test_the_judge_trains_on_one_half_of_r_sentences():
+    from rdx.pipeline.offpolicy.artifacts import judge_half
+
+    train = generate(200, 40, seed=0).train
+    one, other = judge_half(train, 1), judge_half(train, 0)
+    assert len(one) + len(other) == len(train) and abs(len(one) - len(other)) <= 1
+    assert {id(e) for e in one}.isdisjoint(id(e) for e in other)
+    assert {e.label for e in one} == {e.label for e in train}  # not one label's block

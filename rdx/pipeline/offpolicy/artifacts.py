@@ -10,8 +10,9 @@ tokenizer; a hub model (a name, or a local dir written by save_pretrained) bring
 `Sequences` and a mask, whichever case they are in.
 
 Every run of a sweep that shares these settings shares the artifacts (docs/design.md §1). The
-run's own seed is deliberately absent from every key: β's samples are drawn once with a
-fixed sampling seed so that the arms of a comparison train on identical data.
+run's own seed is deliberately absent from every key: β's samples are drawn with
+`sampling.seed` (one sample set per value) so that the arms and π seeds of a comparison
+train on identical data, and a replicate over sample sets is one override away.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from rdx.pipeline.offpolicy.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, check
 
 log = logging.getLogger("rdx")
 
-SAMPLING_SEED = 0  # fixed: β's trajectories are shared by every seed of a sweep
+BUILD_SEED = 0  # β's pretraining: one β for every sample set and π seed
 PRETRAIN_BLOCK = 32  # tokens per LM window: covers one T=30 trajectory, half the cost of 64
 # sampling keys that change how β's rows are computed or checked, never what they are
 HOW_COMPUTED = ("batch_size", "shards", "shard", "chunk_rows", "allow_fewer_prefixes")
@@ -80,6 +81,16 @@ class TrainSet:
         if output == "prob":
             return torch.softmax(self.reward_logits, -1)[:, label]
         return self.reward_logits[:, label]
+
+
+@dataclass
+class Judge:
+    """eval.judge's classifier: R's kind, its own init, half of R's training sentences."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    accuracy: float  # held-out accuracy, on R's test sentences
+    path: Path
 
 
 @dataclass
@@ -104,6 +115,7 @@ class Prepared:
     new_tokens: int  # continuation budget T − p of every generation
     paths: dict[str, str]
     kernels: str  # what β, R (and π) run: rdx.lm.kernels.effective
+    judge: Judge | None = None  # eval.judge: a second R that π never trained against
 
     @property
     def shared_tokens(self) -> bool:
@@ -178,7 +190,7 @@ def artifact_keys(
     sampling = {
         k: v
         for k, v in dataclasses.asdict(cfg.sampling).items()
-        if k not in (*HOW_COMPUTED, "behavior_prob", "likelihood", "online", "engine")
+        if k not in (*HOW_COMPUTED, "behavior_prob", "likelihood", "online", "engine", "seed")
         and not (k == "min_tokens" and v is None)
     }
     # A task-wide prefix pool gives every attribute of the task the same trajectories.
@@ -187,7 +199,7 @@ def artifact_keys(
         "behavior": behavior_key,
         "attribute": pool,
         "sampling": sampling,
-        "seed": SAMPLING_SEED,
+        "seed": cfg.sampling.seed,  # the key's seed entry predates the setting: 0 keys hold
         "dtype": dtype,
         "kernels": kernels,
     }
@@ -198,6 +210,7 @@ def artifact_keys(
         "tokenizer": tokenizer,
         "behavior": behavior_key,
         "reward": reward_key,
+        "judge": {"reward": reward_key, "half": JUDGE_HALF, "seed": JUDGE_SEED},
         "trajectories": traj_key,
         "scores": {
             "trajectories": traj_key,
@@ -228,6 +241,7 @@ class Fixed:
     rew_dir: Path
     kernels: str
     stage: Stage  # β's sampling and scoring, chunked (rdx.pipeline.offpolicy.shards)
+    keys: dict[str, dict[str, Any]]  # artifact_keys
 
 
 def load_fixed(cfg: Config) -> Fixed:
@@ -281,7 +295,7 @@ def load_fixed(cfg: Config) -> Fixed:
         reward_tokenizer=reward_tokenizer,
         sampling=s,
         behavior_prob=behavior_prob_of(s),
-        plan_fn=partial(row_plan, behavior_codec, in_task, held_out, s, SAMPLING_SEED),
+        plan_fn=partial(row_plan, behavior_codec, in_task, held_out, s, s.seed),
         cache_dir=root,
         traj_key=keys["trajectories"],
         scores_key=keys["scores"],
@@ -301,6 +315,7 @@ def load_fixed(cfg: Config) -> Fixed:
         rew_dir=rew_dir,
         kernels=kernels,
         stage=stage,
+        keys=keys,
     )
 
 
@@ -331,6 +346,7 @@ def prepare(cfg: Config) -> Prepared | ShardBuilt:
     s, root, codec, stage = cfg.sampling, cfg.cache_dir, f.behavior_codec, f.stage
     behavior_codec, tokenizer = f.behavior_codec, f.tokenizer
     reward_accuracy = json.loads((f.rew_dir / "metrics.json").read_text())["heldout_accuracy"]
+    judge = load_judge(cfg, f) if cfg.eval.judge else None
     traj_dir, traj = cached_tensors(  # plain data: no code runs
         root,
         "trajectories",
@@ -390,6 +406,7 @@ def prepare(cfg: Config) -> Prepared | ShardBuilt:
         eval_references=traj["eval_references"],
         new_tokens=s.total_len - s.prefix_len,
         kernels=f.kernels,
+        judge=judge,
         paths={
             name: str(path)
             for name, path in (
@@ -398,6 +415,7 @@ def prepare(cfg: Config) -> Prepared | ShardBuilt:
                 ("reward", f.rew_dir),
                 ("trajectories", traj_dir),
                 ("scores", scores_dir),
+                ("judge", judge and judge.path),
             )
             if path is not None
         },
@@ -423,7 +441,7 @@ def build_behavior(
         b.n_layer,
         b.n_embd,
         b.n_head,
-        seed=SAMPLING_SEED,
+        seed=BUILD_SEED,
         eos_id=tokenizer.eos_token_id,
     )
     use_kernels(model, kernels)
@@ -435,13 +453,17 @@ def build_behavior(
         lr=b.pretrain_lr,
         batch_size=b.pretrain_batch_size,
         block=PRETRAIN_BLOCK,
-        seed=SAMPLING_SEED,
+        seed=BUILD_SEED,
     )
     model.save_pretrained(out)
     (out / "metrics.json").write_text(json.dumps({"final_loss": loss}))
 
 
 REWARD_VERSION = 2
+# The judge: R's build on one half of a seeded split of R's training sentences, from init
+# seed JUDGE_SEED (R's is 0), so it shares neither R's init, nor its batch order, nor the
+# other half of its data.
+JUDGE_HALF, JUDGE_SEED = 1, 1
 
 
 def build_reward(
@@ -455,14 +477,15 @@ def build_reward(
     n_labels: int,
     device: torch.device,
     kernels: str,
+    seed: int = 0,
 ) -> None:
     """R fine-tuned on the task's labels (the tiny BERT from scratch, or a hub encoder from
     its weights), saved with its held-out accuracy."""
-    torch.manual_seed(0)  # a hub encoder's new classification head
+    torch.manual_seed(seed)  # a hub encoder's new classification head
     if r.hub is None:
         rtok = load_tokenizer(tokenizer_dir)
         add_cls(rtok)
-        model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, n_labels, seed=0)
+        model = tiny_bert(len(rtok), r.n_layer, r.n_embd, r.n_head, n_labels, seed=seed)
     else:
         rtok = load_hub("tokenizer", r.hub)
         model = load_hub("classifier", r.hub, num_labels=n_labels, dtype=torch.float32)
@@ -476,7 +499,7 @@ def build_reward(
             epochs=r.train_epochs,
             lr=r.train_lr,
             batch_size=r.train_batch_size,
-            seed=0,
+            seed=seed,
         )
     acc = classifier_accuracy(model.eval(), rtok, [e.text for e in test], [e.label for e in test])
     log.info("reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test))
@@ -542,6 +565,48 @@ def load_reward(
     else:
         rtok = load_hub("tokenizer", str(rew_dir))
     return model.eval(), rtok, rew_dir
+
+
+def judge_half(train: list[Example], half: int = JUDGE_HALF) -> list[Example]:
+    """One half of R's training sentences, split by a fixed permutation (not by position:
+    a corpus file sorted by label would give a half of one label)."""
+    g = torch.Generator().manual_seed(JUDGE_SEED)
+    order = torch.randperm(len(train), generator=g).tolist()
+    return [train[i] for i in sorted(order[half::2])]
+
+
+def load_judge(cfg: Config, f: Fixed) -> Judge:
+    """eval.judge's classifier, built once per task and cached like R."""
+    r = cfg.reward
+    if r.hub is not None and r.train_epochs == 0:
+        raise ValueError(
+            f"eval.judge=true with reward.train_epochs=0: reward.hub={r.hub} is used as it "
+            "is, so a judge trained the same way would be R itself; set reward.train_epochs "
+            "> 0 or eval.judge=false"
+        )
+    task_train = [e for e in f.corpus.train if e.task == f.task]
+    build = partial(
+        build_reward,
+        r=r,
+        task=f.task,
+        tokenizer_dir=f.tok_dir,
+        train=judge_half(task_train),
+        test=[e for e in f.corpus.test if e.task == f.task],
+        n_labels=len(f.corpus.tasks[f.task]),
+        device=resolve_device(cfg.trainer.device),
+        kernels=f.kernels,
+        seed=JUDGE_SEED,
+    )
+    judge_dir = cached(cfg.cache_dir, "judge", f.keys["judge"], build, REWARD_VERSION)
+    model = AutoModelForSequenceClassification.from_pretrained(judge_dir, dtype=torch.float32)
+    if r.hub is None:
+        jtok = load_tokenizer(judge_dir)
+        add_cls(jtok)
+    else:
+        jtok = load_hub("tokenizer", str(judge_dir))
+    model = use_kernels(model.eval().to(f.reward_model.device), f.kernels)
+    accuracy = json.loads((judge_dir / "metrics.json").read_text())["heldout_accuracy"]
+    return Judge(model=model, tokenizer=jtok, accuracy=accuracy, path=judge_dir)
 
 
 def _policy_codec(cfg: Config, tokenizer, behavior_codec: Codec) -> Codec:

@@ -93,6 +93,9 @@ def evaluate(
     likelihood = sequence_prob(prep.behavior, in_behavior)
     reward = attribute_prob(prep, gen)
     full = prep.policy_codec.texts(gen)
+    if prep.judge is not None:  # the same texts through a classifier π never trained on
+        judged = classifier_logits(prep.judge.model, prep.judge.tokenizer, full)
+        judge_reward = torch.softmax(judged, -1)[:, prep.label].mean().item()
 
     from rdx.pipeline.textmetrics import distinct_n
 
@@ -104,6 +107,8 @@ def evaluate(
         "eval/length": (gen.lengths - gen.prefix_lens).float().mean().item(),
         "eval/distinct2": distinct_n(continuations, 2),
     }
+    if prep.judge is not None:
+        out["eval/judge_reward"] = judge_reward
     if text_metrics and metric_set == "rdx":
         from rdx.pipeline.textmetrics import text_metrics as compute
 

@@ -21,8 +21,11 @@ from rdx.lm.sequences import Sequences
 from rdx.pipeline.offpolicy.artifacts import Prepared
 
 
-def online_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + batch + 7)
+def online_generator(seed: int, epoch: int, batch: int, sample_set: int = 0) -> torch.Generator:
+    """β's stream for one batch: π's `seed` and `sampling.seed` both move it (set 0 keeps the
+    streams of runs recorded before sampling.seed existed)."""
+    base = (seed * 1_000_003 + epoch) * 1_000_033 + batch + 7
+    return torch.Generator().manual_seed(base + sample_set * 1_000_000_007)
 
 
 @torch.no_grad()

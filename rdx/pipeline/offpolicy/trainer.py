@@ -296,7 +296,7 @@ class OffPolicy:
             x, mask = data.seqs.tokens[idx].to(self.device), data.mask[idx].to(self.device)
             r, bp = reward[idx].to(self.device), beta[idx].to(self.device)
             if cfg.sampling.online:  # β continues these prefixes afresh (offpolicy.online)
-                gen = online_generator(cfg.seed, epoch, b)
+                gen = online_generator(cfg.seed, epoch, b, cfg.sampling.seed)
                 fresh = online_batch(cfg, prep, data.seqs.select(idx), gen)
                 x, mask, r, bp = (v.to(self.device) for v in fresh)
             keep = keep_of_batch(cfg.dropout, cfg.gamma, r, bp, drop_gen, _to(rows, self.device))
@@ -487,6 +487,7 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
     return {
         **loop.headline(last["train/acc"], last["train/reward"], last),
         "reward_model_accuracy": prep.reward_accuracy,
+        **({} if prep.judge is None else {"judge_accuracy": prep.judge.accuracy}),
         **loop.axes(cfg),
         **lora_axes(cfg.model.trainable, cfg.model.lora),
         # an axis of the random arm only: a quantile run with it set is the same run
@@ -499,6 +500,7 @@ def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict
         "repetition_penalty": s.repetition_penalty,
         "prefix_pool": s.prefix_pool,
         "fresh_per_epoch": s.fresh_per_epoch,
+        "sample_set": s.seed,
         "kernels": prep.kernels,
         "n_trajectories": len(prep.train),
         "n_eval_prefixes": len(prep.eval),  # what was evaluated (sampling.eval_prefixes caps)
