@@ -90,8 +90,8 @@ def test_a_moved_setting_is_its_own_row_not_pooled(tmp_path):
         for s in SETS:
             for seed in SEEDS:
                 for dropout, v in (("none", 0.5), ("quantile", 0.9)):
-                    write(tmp_path, f"lr/{a}-{s}-{seed}-{dropout}",
-                          **base(a, s, seed, dropout, "task", 50, lr=5e-4, acc_plus_reward=v))  # fmt: skip
+                    summ = base(a, s, seed, dropout, "task", 50, lr=5e-4, acc_plus_reward=v)
+                    write(tmp_path, f"lr/{a}-{s}-{seed}-{dropout}", **summ)
     result = regimes.build(regimes.load_records(tmp_path, None))
     rows = {(label, attr): e for label, attr, _, _, e in result["rows"]}
     moved = rows[("task's pool, T=1, penalty 1.2, top-50 (lr=0.0005)", "both")]
