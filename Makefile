@@ -60,6 +60,7 @@ else
 endif
 	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES)
 	$(BIN)/python -m analysis.tables --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --duplicates $(DUPLICATES) $(if $(ALLOW_MISSING),--allow-missing)
+	$(BIN)/python -m analysis.regimes --csv results/runs.csv --out tables/ --figures figures/
 ifneq ($(SOURCE),wandb)
 	$(BIN)/python -m analysis.table6 --csv results/runs.csv --runs "$(RUNS_DIR)" --out tables/ --duplicates $(DUPLICATES) || echo "tables: table6 skipped (above)"
 endif
@@ -71,8 +72,9 @@ claims: install ## The paper's claims: effect, 95% CI, holds or not (same RUNS r
 ifeq ($(SOURCE),wandb)
 	$(BIN)/python -m analysis.collect --source wandb --project $(PROJECT) --out results/runs.csv
 	$(BIN)/python -m analysis.claims --csv results/runs.csv --duplicates $(DUPLICATES) --out tables/claims.md
+	$(BIN)/python -m analysis.regimes --csv results/runs.csv --out tables/
 else
-	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.claims --runs "$$runs" --duplicates $(DUPLICATES) --out tables/claims.md
+	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.claims --runs "$$runs" --duplicates $(DUPLICATES) --out tables/claims.md && $(BIN)/python -m analysis.regimes --runs "$$runs" --out tables/
 endif
 
 bench: install ## All benchmarks against their baselines: prints a table, writes benchmarks/results.json

@@ -414,7 +414,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     except RunsError as err:
         print(f"regimes: error: {err}", file=sys.stderr)
         return 1
-    if result is None:
+    if result is None:  # no map: none of an earlier CSV's outlives it
+        for stale in [
+            *(() if args.out is None else [args.out / name for name in OUTPUTS]),
+            *(
+                ()
+                if args.figures is None
+                else [args.figures / f"{FIGURE}.{x}" for x in ("png", "pdf")]
+            ),
+        ]:
+            stale.unlink(missing_ok=True)
         print("regimes: no regime map in these runs (N/A and quantile 0.8 in ≥ 2 sampling "
               "regimes, sweeps=regimes): skipped")  # fmt: skip
         return 0

@@ -113,6 +113,7 @@ def test_cli_writes_the_table_and_figure_or_skips_in_a_line(tmp_path, capsys):
     other = tmp_path / "other"
     write(other, "a", **base("negative", 0, 0, "none", "task", 50, acc_plus_reward=0.5))
     capsys.readouterr()
-    assert regimes.main(["--runs", str(other), "--out", str(tmp_path / "t2")]) == 0
+    # A CSV without a map skips in a line and leaves no earlier map behind.
+    assert regimes.main(["--runs", str(other), "--out", str(out), "--figures", str(figs)]) == 0
     assert "no regime map in these runs" in capsys.readouterr().out
-    assert not (tmp_path / "t2" / "regimes.md").exists()
+    assert not (out / "regimes.md").exists() and not (figs / "regimes.png").exists()

@@ -257,8 +257,8 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         (
             "sweeps=tabel1",
             "rdx: config error: sweeps='tabel1': expected one of fig3, fig3_authors, fig4, "
-            "gamma_search, paper_table1, paper_table2, paper_table2_lora, rules, smoke, table1, "
-            "table2, table2_lora, tables34",
+            "gamma_search, paper_table1, paper_table2, paper_table2_lora, regimes, rules, smoke, "
+            "table1, table2, table2_lora, tables34",
         ),
         (
             "launcher=slrum",
@@ -272,6 +272,34 @@ def test_mistyped_sweep_or_launcher_fails_in_one_line(tmp_path, arg, message):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_a_smoke_regime_map_runs_end_to_end_into_its_table_and_figure(tmp_path):
+    """sweeps=regimes under experiment=smoke, cut to 4 regimes (pool × top-k) of one attribute,
+    seed and sample set: 8 runs, then what `make tables` runs on them."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "experiment=smoke", "sweeps=regimes", "attribute=negative", "seed=0",
+        "sampling.seed=0", "sampling.temperature=1.0", "sampling.repetition_penalty=1.2",
+        f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((sweep / "sweep.json").read_text())["counts"] == {"completed": 8}
+    csv, tables, figures = tmp_path / "runs.csv", tmp_path / "tables", tmp_path / "figures"
+    py = [sys.executable, "-m"]
+    subprocess.run(
+        [*py, "analysis.collect", "--runs", str(sweep), "--out", str(csv)], check=True, cwd=ROOT
+    )
+    regimes = [*py, "analysis.regimes", "--csv", str(csv), "--out", str(tables)]
+    subprocess.run([*regimes, "--figures", str(figures)], check=True, cwd=ROOT, capture_output=True)
+    text = (tables / "regimes.md").read_text()
+    for regime in (
+        "attribute's pool, T=1, penalty 1.2, all tokens",
+        "task's pool, T=1, penalty 1.2, top-50",
+    ):
+        assert any(f"| {regime} " in line and "| negative " in line for line in text.split("\n"))
+    assert (figures / "regimes.png").stat().st_size > 0 and (figures / "regimes.pdf").is_file()
 
 
 def test_sweep_summary_names_every_job_and_its_state(tmp_path):
