@@ -120,6 +120,18 @@ ACC_REWARD = [
         ),
     ),
 ]
+JUDGE = "held-out, judged"  # eval/judge_reward: a second R that π never trained against
+JUDGED = [
+    (
+        "eval/acc + eval/judge_reward",
+        JUDGE,
+        lambda r: (
+            None
+            if r.get("eval/acc") is None or r.get("eval/judge_reward") is None
+            else r["eval/acc"] + r["eval/judge_reward"]
+        ),
+    )
+]
 # The two objectives by epoch, per data source: (data, (likelihood key, reward key)).
 OBJECTIVE_PAIRS = [(TRAIN, ("train/acc", "train/reward")),
                    (HELD_OUT, ("eval/likelihood", "eval/reward"))]  # fmt: skip
@@ -369,8 +381,10 @@ def final_claims(runs: list[dict[str, Any]], suffix: str, margin: float = MARGIN
         )
     )
     rows = []
+    # eval.judge's runs: the held-out rows again with the judge's reward, not R's
+    judged = any(x.get("eval/judge_reward") is not None for x in runs)
     for claim, a, b, sign, m in comparisons:
-        for metric, data, value_of in ACC_REWARD:
+        for metric, data, value_of in ACC_REWARD + (JUDGED if judged else []):
             row = paired_row(
                 claim + suffix, metric, data, sign, values(a, value_of), values(b, value_of)
             )

@@ -528,3 +528,18 @@ def test_task_clusters_join_the_attributes_of_a_task():
     assert row.n_clusters == 2 and row.effect == pytest.approx(0.25)
     # Two clusters at 0.2 and 0.3: SE = 0.05 · sqrt(2) / sqrt(2) = 0.05, t(1) = 12.706.
     assert row.hi - row.lo == pytest.approx(2 * 12.706 * 0.05, rel=0.03)
+
+
+def test_judged_runs_repeat_the_held_out_rows_on_the_judge(tmp_path):
+    """eval.judge's runs: quantile − N/A again on eval/acc + eval/judge_reward, where the
+    judge here sees half of R's gain (it was not trained on by π)."""
+    for (attribute, seed), noise in NOISE.items():
+        for dropout, gamma, value in (("none", None, 0.6 + noise), ("quantile", 0.8, 0.8)):
+            judge = {"eval/judge_reward": 0.5 + (value - 0.6) / 2}
+            summ = summary(attribute, seed, dropout, gamma, value, sample_set=seed, **judge)
+            write_run(tmp_path, f"{attribute}-{seed}-{dropout}", summ)
+    rows = by_claim(run_claims(tmp_path))
+    judged = rows[("quantile γ=0.8 beats N/A", "eval/acc + eval/judge_reward")]
+    assert judged.data == "held-out, judged" and judged.effect == pytest.approx(0.1)
+    assert judged.verdict == "holds" and (judged.n_clusters, judged.n_positive) == (6, 6)
+    assert rows[("quantile γ=0.8 beats N/A", "eval/acc + eval/reward")].effect == pytest.approx(0.2)
