@@ -44,7 +44,6 @@ from analysis.runs import (
     RunsError,
     config_axes,
     fmt_value,
-    provenance,
     read_csv,
     records,
 )
@@ -64,6 +63,7 @@ METRICS = [
     ("held-out Acc+Judge", lambda r: _sum(r, "eval/acc", "eval/judge_reward")),
 ]
 WIN, LOSE, UNSURE = "quantile wins", "N/A wins", "cannot tell"
+RAISES, LOWERS = "raises the gain", "lowers the gain"
 ALPHA = 0.05
 OUTPUTS = ("regimes.md",)
 FIGURE = "regimes"
@@ -124,6 +124,12 @@ class Effect:
             return UNSURE
         return WIN if self.effect > 0 else LOSE
 
+    @property
+    def factor_verdict(self) -> str:
+        """A factor's contrast: it raises or lowers quantile's gain over N/A."""
+        verdict = self.verdict
+        return {WIN: RAISES, LOSE: LOWERS}.get(verdict, verdict)
+
     def cell(self) -> str:
         """ "+0.123 [−0.050, +0.300] p 0.031 6/6+" for a table."""
         if not self.diffs:
@@ -168,29 +174,38 @@ def effect_of(diffs: dict[tuple, float], keep, cluster) -> Effect:
     return Effect([v for _, v in items], [cluster(k) for k, _ in items])
 
 
-def contrast(diffs: dict[tuple, float], context: tuple, index: int) -> Effect:
-    """Factor `index`'s main effect on quantile − N/A in one map: matched units."""
+def contrast(diffs: dict[tuple, float], context: tuple, index: int | None) -> Effect:
+    """A factor's main effect on quantile − N/A in one map, from units matched on the other
+    factors and the sample set's index: regime factor `index`, or the attribute (None)."""
     cells: dict[tuple, list[float]] = defaultdict(list)
     for (ctx, regime, attribute, sample_set, _), v in diffs.items():
         if ctx == context:
             cells[(regime, attribute, sample_set)].append(v)
-    levels = sorted({r[index] for r, _, _ in cells}, key=lambda x: (x is not None, x))
+
+    def level(cell: tuple) -> Any:
+        return cell[1] if index is None else cell[0][index]
+
+    def moved_to(cell: tuple, value: Any) -> tuple:
+        regime, attribute, sample_set = cell
+        if index is None:
+            return (regime, value, sample_set)
+        return (regime[:index] + (value,) + regime[index + 1 :], attribute, sample_set)
+
+    levels = sorted({level(c) for c in cells}, key=_order)
     if len(levels) != 2:
         return Effect([], [])
-    lo_level, hi_level = levels
-    units = []
-    for (regime, attribute, sample_set), vals in cells.items():
-        if regime[index] != hi_level:
-            continue
-        other = (regime[:index] + (lo_level,) + regime[index + 1 :], attribute, sample_set)
-        if other in cells:
-            units.append(
-                (
-                    float(np.mean(vals)) - float(np.mean(cells[other])),
-                    (regime, attribute, sample_set),
-                )
-            )
+    low, high = levels
+    units = [
+        (float(np.mean(vals)) - float(np.mean(cells[moved_to(cell, low)])), cell)
+        for cell, vals in cells.items()
+        if level(cell) == high and moved_to(cell, low) in cells
+    ]
     return Effect([u for u, _ in units], [c for _, c in units])
+
+
+def _order(value: Any) -> tuple:
+    """Levels in order, None (no top-k) first."""
+    return (value is not None, value if value is not None else 0)
 
 
 def maps(recs: list[dict[str, Any]]) -> tuple[tuple, list[tuple]] | None:
@@ -221,11 +236,11 @@ def build(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
     axes = _context_axes(recs)
     per_metric = {name: differences(recs, fn) for name, fn in METRICS}
     base = per_metric[METRICS[0][0]]
-    regimes = sorted({r for c, r, *_ in base if c == main}, key=str)
+    regimes = sorted({r for c, r, *_ in base if c == main}, key=_regime_order)
     attributes = sorted({a for c, _, a, *_ in base if c == main})
     rows = []  # (label, attribute, {metric: Effect})
     for context in [main, *variants]:
-        for regime in sorted({r for c, r, *_ in base if c == context}, key=str):
+        for regime in sorted({r for c, r, *_ in base if c == context}, key=_regime_order):
             label = regime_label(regime)
             if context != main:
                 label += f" ({moved(context, main, axes)})"
@@ -249,6 +264,14 @@ def build(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
         )
         for i, (_, words, _) in enumerate(FACTORS)
     ]
+    if len(attributes) == 2:  # the attribute as a fifth factor: R's class, β's pool
+        factors.append(
+            (
+                "attribute",
+                {name: contrast(d, main, None) for name, d in per_metric.items()},
+                " → ".join(attributes),
+            )
+        )
     overall = {
         name: effect_of(d, lambda k: k[0] == main, lambda k: (k[1], k[2], k[3]))
         for name, d in per_metric.items()
@@ -257,9 +280,13 @@ def build(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
             "attributes": attributes, "main": dict(zip(axes, main, strict=True))}  # fmt: skip
 
 
+def _regime_order(regime: tuple) -> tuple:
+    return tuple(_order(v) for v in regime)
+
+
 def levels_of(index: int, regimes: list[tuple]) -> str:
     key, _, words = FACTORS[index]
-    levels = sorted({r[index] for r in regimes}, key=lambda x: (x is not None, x))
+    levels = sorted({r[index] for r in regimes}, key=_order)
     named = [words.get(v, f"T={fmt_value(v)}" if key == "temperature" else str(v)) for v in levels]
     return " → ".join(named)
 
@@ -303,7 +330,12 @@ def render(result: dict[str, Any], source: str) -> str:
         "",
         _table(
             [
-                [words, levels, *[e[n].cell() for n in names], *[e[n].verdict for n in names[:2]]]
+                [
+                    words,
+                    levels,
+                    *[e[n].cell() for n in names],
+                    *[e[n].factor_verdict for n in names[:2]],
+                ]
                 for words, e, levels in result["factors"]
             ],  # fmt: skip
             names,
@@ -427,7 +459,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         print("regimes: no regime map in these runs (N/A and quantile 0.8 in ≥ 2 sampling "
               "regimes, sweeps=regimes): skipped")  # fmt: skip
         return 0
-    source = provenance(recs, args.runs)
+    # the root and the count: a map's hundreds of run dirs are in runs.csv
+    source = f"{len(recs)} run(s)" + (f" under {args.runs}" if args.runs else f" of {args.csv}")
     text = render(result, source)
     print(text)
     if args.out is not None:

@@ -71,6 +71,9 @@ def test_per_regime_effects_verdicts_and_factor_contrasts(tmp_path):
     assert factors["prefix pool"]["train Acc+Reward"].effect == pytest.approx(-0.35)
     assert factors["top-k"]["train Acc+Reward"].effect == pytest.approx(-0.15)
     assert factors["temperature"]["train Acc+Reward"].diffs == []  # one level only
+    # both attributes got the same plant: negative → positive moves nothing, on 12 units
+    attribute = factors["attribute"]["train Acc+Reward"]
+    assert attribute.effect == pytest.approx(0.0, abs=1e-12) and len(attribute.diffs) == 12
     overall = result["overall"]["train Acc+Reward"]
     assert overall.effect == pytest.approx(-0.025) and overall.k == 24
 
