@@ -391,8 +391,9 @@ def figure(result: dict[str, Any], out: Path, source: str) -> list[Path]:
                     grid[a, b] = eff.effect
                     ci = "" if math.isnan(eff.lo) else f"\n[{eff.lo:+.2f}, {eff.hi:+.2f}]"
                     dark = abs(eff.effect) > 0.6 * span  # white on the darkest cells
-                    ax.text(b, a, f"{eff.effect:+.2f}{ci}\n{eff.positive}/{eff.k}+", ha="center",
-                            va="center", fontsize=7, color="white" if dark else "black")  # fmt: skip
+                    text = f"{eff.effect:+.2f}{ci}\n{eff.positive}/{eff.k}+"
+                    colour = "white" if dark else "black"
+                    ax.text(b, a, text, ha="center", va="center", fontsize=7, color=colour)
                     if eff.verdict != UNSURE:
                         ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, lw=2))
             ax.imshow(grid, cmap="RdBu", vmin=-span, vmax=span, aspect="auto")
