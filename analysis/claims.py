@@ -22,6 +22,8 @@ arms have no runs prints "no runs".
 The claims, per init; γ-rule: the largest γ present stands for an arm, and "higher γ helps"
 compares the largest with the smallest quantile γ:
   quantile beats N/A; quantile beats random; higher γ helps            Acc+Reward
+  higher γ helps as a trend: each unit's least-squares slope of its quantile runs' value on
+      γ > 0, over every γ present (units with ≥ 3 γ; fewer in the runs: "no runs")
   random does not help: non-superiority, the CI's upper bound of random − N/A below
       `--margin` (0.02: the largest random − N/A gain in the paper's Table 1 is +0.022, sci/tech
       γ=0.8, and the paper reads it as no help); at or above it, does not hold
@@ -30,15 +32,26 @@ compares the largest with the smallest quantile γ:
       first half of training (inference.falls: fall = best − last > 0, the best epoch picked
       on the other runs of the arm); and quantile falls less than N/A, the paired contrast
       N/A's fall − quantile's > 0; each on both objectives
+  Fig. 3a: quantile increases both objectives: its last − first epoch > 0, on each
+  Fig. 3a: both objectives decline together under N/A, not under quantile: the share of runs
+      whose two objectives both fell (fall > 0 on each), share(N/A) − share(quantile) > 0,
+      paired by unit; the note counts the runs that fell jointly in each arm
   Fig. 3b: under a pretrained init (behavior, pretrained) the joint degeneration of N/A
       (both objectives fall) is less frequent than under init=random: share(random) −
       share(pretrained) > 0, paired by unit; the note names the attributes where it still
       occurs under the pretrained init (seeds k/n)
+  §7.4: reward dropout is most effective with non-pretrained targets: the contrast of
+      contrasts (quantile − N/A at init=random) − (quantile − N/A at init=behavior or
+      pretrained) > 0, paired by unit, at the largest quantile γ both inits ran; in blocks
+      that hold both inits (else "no runs")                                Acc+Reward
   Tables 3/4: quantile − N/A: BLEU > 0, METEOR > 0, ROUGE-1, ROUGE-2, ROUGE-L < 0, one row
       each                                                                held-out only
   Table 2 (runs of ≥ 2 target models): quantile γ=0.8 beats N/A at each model size
   Appendix D (runs with trace.jsonl): π̄ of the probe batch's drop-out samples rises, last
-      − first traced epoch > 0 (and the drop-in samples' for comparison)
+      − first traced epoch > 0 (and the drop-in samples' for comparison); and against N/A
+      as the control: on the probe samples the quantile run dropped (its trace's keep mask),
+      quantile's π̄ rise − the paired N/A run's π̄ rise on those samples > 0 (one unit is one
+      sample set, so both traces hold the same probe rows)
 Each is tested on the paper's train-batch metrics (`acc_plus_reward`; per epoch `train/acc`,
 `train/reward`) and on the held-out ones (`eval/acc` + `eval/reward`; per epoch
 `eval/likelihood`, `eval/reward`). Per-epoch values come from each run's metrics.jsonl
@@ -511,6 +524,173 @@ def appendix_d_claims(runs: list[dict[str, Any]], curves: Curves, suffix: str) -
     return rows
 
 
+# ---------------------------------------------------------------- the claims of issue 30 §3
+
+MIN_GAMMAS = 3  # a slope through two γ is the 0.8-vs-0.2 row again
+
+
+def _judged(runs: list[dict[str, Any]]) -> list:
+    """The final Acc+Reward metrics, with the judge's where eval.judge ran."""
+    judged = any(x.get("eval/judge_reward") is not None for x in runs)
+    return ACC_REWARD + (JUDGED if judged else [])
+
+
+def gamma_slopes(runs: list[dict[str, Any]], value_of: Callable[[dict], Any]) -> Values:
+    """{unit: least-squares slope of its quantile runs' value on γ}, for units that ran at
+    least MIN_GAMMAS values of γ."""
+    points: dict[Unit, list[tuple[float, float]]] = defaultdict(list)
+    for gamma in gammas(runs, "quantile"):
+        for u, v in values(arm(runs, "quantile", gamma), value_of).items():
+            points[u].append((gamma, v))
+    out = {}
+    for u, pts in points.items():
+        if len(pts) >= MIN_GAMMAS:
+            x, y = (np.array(v) for v in zip(*pts, strict=True))
+            out[u] = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    return out
+
+
+def gamma_trend_claims(runs: list[dict[str, Any]], suffix: str) -> list[Row]:
+    """Higher γ helps, as a trend over every quantile γ present: each unit's slope > 0."""
+    q = gammas(runs, "quantile")
+    over = "γ=" + ", ".join(fmt_value(g) for g in q) if len(q) >= MIN_GAMMAS else "≥ 3 γ"
+    return [
+        single_row(
+            f"higher γ helps: slope of quantile's value on γ ({over}) > 0{suffix}",
+            f"{metric}: slope on γ",
+            data,
+            1,
+            gamma_slopes(runs, value_of) if len(q) >= MIN_GAMMAS else {},
+        )
+        for metric, data, value_of in _judged(runs)
+    ]
+
+
+def probe_rise(trace: list[dict[str, Any]], rows: list[int]) -> float | None:
+    """Mean π̄ of the probe batch's `rows`: last − first traced epoch; None without a trace
+    of two epochs or without the rows."""
+    if len(trace) < 2 or not rows or max(rows) >= len(trace[0]["pi_mean"]):
+        return None
+    first, last = (float(np.mean([t["pi_mean"][i] for i in rows])) for t in (trace[0], trace[-1]))
+    return last - first
+
+
+def appendix_d_control_claims(runs: list[dict[str, Any]], curves: Curves, suffix: str) -> list[Row]:
+    """Appendix D with N/A as the control: on the probe samples that quantile dropped (its
+    trace's keep mask), quantile's π̄ rise − N/A's on the same samples of the paired N/A
+    run (one unit: the same sample set, so the same probe rows)."""
+    q = gammas(runs, "quantile")
+    q_hi = arm(runs, "quantile", q[-1]) if q else []
+    na = arm(runs, "none")
+    for runs_of_arm in (q_hi, na):
+        values(runs_of_arm, lambda r: 0.0)  # refuses two runs of one unit
+    partner = {unit(r): r for r in na}
+    rise_q: Values = {}
+    rise_na: Values = {}
+    for rec in q_hi:
+        trace = curves.trace(rec)
+        control = curves.trace(partner[unit(rec)]) if unit(rec) in partner else []
+        if len(trace) < 2 or len(control) < 2:
+            continue
+        same = [(t[0]["epoch"], t[-1]["epoch"], len(t[0]["keep"])) for t in (trace, control)]
+        if same[0] != same[1]:  # other epochs or another probe batch: not the same samples
+            continue
+        dropped = [i for i, k in enumerate(trace[0]["keep"]) if not k]
+        a, b = probe_rise(trace, dropped), probe_rise(control, dropped)
+        if a is not None and b is not None:
+            rise_q[unit(rec)], rise_na[unit(rec)] = a, b
+    return [
+        paired_row(
+            f"Appendix D: π̄ of quantile{_g(q[-1] if q else None)}'s drop-out samples rises "
+            f"more than N/A's on the same samples{suffix}",
+            "π̄ of the drop-out samples: last − first traced epoch, quantile − N/A",
+            PROBE,
+            1,
+            rise_q,
+            rise_na,
+        )
+    ]
+
+
+def rise_claims(runs: list[dict[str, Any]], curves: Curves, init: Any) -> list[Row]:
+    """Fig. 3a: quantile increases both objectives over training, last − first epoch > 0."""
+    q = gammas(runs, "quantile")
+    q_hi = arm(runs, "quantile", q[-1]) if q else []
+    return [
+        single_row(
+            f"Fig. 3a: quantile{_g(q[-1] if q else None)} raises both objectives: last − "
+            f"first epoch (init={fmt_value(init)})",
+            f"{key}: last − first epoch",
+            data,
+            1,
+            values(q_hi, curves.change(key)),
+        )
+        for key, data in OBJECTIVES
+    ]
+
+
+def _both_fell(joint: Values) -> str:
+    return f"{int(sum(joint.values()))}/{len(joint)}"
+
+
+def joint_decline_claims(runs: list[dict[str, Any]], curves: Curves, init: Any) -> list[Row]:
+    """Fig. 3a as the paper words it: both objectives decline together under N/A, not under
+    quantile: share(N/A) − share(quantile) of runs whose two objectives both fell."""
+    q = gammas(runs, "quantile")
+    q_hi = arm(runs, "quantile", q[-1]) if q else []
+    na = arm(runs, "none")
+    rows = []
+    for data, keys in OBJECTIVE_PAIRS:
+        j_na, j_q = (joint_degeneration(x, curves, keys) for x in (na, q_hi))
+        row = paired_row(
+            f"Fig. 3a: both objectives fall together more often under N/A than under "
+            f"quantile{_g(q[-1] if q else None)}: share(N/A) − share(quantile) "
+            f"(init={fmt_value(init)})",
+            f"{keys[0]} and {keys[1]} both fall",
+            data,
+            1,
+            j_na,
+            j_q,
+        )
+        if j_na or j_q:
+            row.note = f"both fell: N/A {_both_fell(j_na)}, quantile {_both_fell(j_q)}"
+        rows.append(row)
+    return rows
+
+
+def _gain(runs: list[dict[str, Any]], gamma: float | None, value_of: Callable) -> Values:
+    """{unit: quantile γ − N/A} of one init's runs."""
+    q = values(arm(runs, "quantile", gamma), value_of) if gamma is not None else {}
+    na = values(arm(runs, "none"), value_of)
+    return {u: q[u] - na[u] for u in set(q) & set(na)}
+
+
+def non_pretrained_claims(block: list[dict[str, Any]]) -> list[Row]:
+    """§7.4: reward dropout is most effective with non-pretrained targets, the contrast of
+    contrasts (quantile − N/A at init=random) − (quantile − N/A at a pretrained init), paired
+    by unit, at the largest quantile γ that both inits ran."""
+    rand = [r for r in block if r["init"] == "random"]
+    inits = sorted({r["init"] for r in block} - {"random", None}, key=_init_rank) or ["pretrained"]
+    rows = []
+    for init in inits:
+        pre = [r for r in block if r["init"] == init]
+        both = sorted(set(gammas(rand, "quantile")) & set(gammas(pre, "quantile")))
+        gamma = both[-1] if both else None
+        for metric, data, value_of in _judged(block):
+            rows.append(
+                paired_row(
+                    f"§7.4: quantile{_g(gamma)} − N/A is larger at init=random than at "
+                    f"init={init}: gain(random) − gain(pretrained)",
+                    metric,
+                    data,
+                    1,
+                    _gain(rand, gamma, value_of),
+                    _gain(pre, gamma, value_of),
+                )
+            )
+    return rows
+
+
 def table2_claims(recs: list[dict[str, Any]]) -> list[Block]:
     """Table 2: quantile γ=0.8 beats N/A at each target model, where ≥ 2 models ran."""
     if len({r["model"] for r in recs}) < 2:
@@ -569,10 +749,15 @@ def evaluate(
             suffix = f" (init={init})" if len(inits) > 1 else ""
             runs = [r for r in block if r["init"] == init]
             rows += final_claims(runs, suffix, margin)
+            rows += gamma_trend_claims(runs, suffix)
             rows += appendix_d_claims(runs, curves, suffix)
+            rows += appendix_d_control_claims(runs, curves, suffix)
         for init in inits:
             rows += degeneration_claims([r for r in block if r["init"] == init], curves, init)
+            rows += rise_claims([r for r in block if r["init"] == init], curves, init)
+            rows += joint_decline_claims([r for r in block if r["init"] == init], curves, init)
         rows += pretrained_claims(block, curves)
+        rows += non_pretrained_claims(block)
         context = context_label(block, axes, recs) if block else "no completed runs"
         if len(inits) == 1 and block:
             context += f", init={fmt_value(inits[0])}"

@@ -543,3 +543,194 @@ def test_judged_runs_repeat_the_held_out_rows_on_the_judge(tmp_path):
     assert judged.data == "held-out, judged" and judged.effect == pytest.approx(0.1)
     assert judged.verdict == "holds" and (judged.n_clusters, judged.n_positive) == (6, 6)
     assert rows[("quantile γ=0.8 beats N/A", "eval/acc + eval/reward")].effect == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------- issue 30 §3: more claims
+
+SECTION_74 = (
+    "§7.4: quantile γ=0.8 − N/A is larger at init=random than at init=behavior: "
+    "gain(random) − gain(pretrained)"
+)
+
+
+@pytest.mark.parametrize(
+    ("gain_random", "gain_behavior", "expect"),
+    [(0.3, 0.1, "holds"), (0.2, 0.2, "inconclusive"), (0.1, 0.3, "does not hold")],
+)
+def test_non_pretrained_targets_gain_more(tmp_path, gain_random, gain_behavior, expect):
+    # quantile − N/A is gain_random at init=random (noise on that N/A only) and gain_behavior
+    # at init=behavior, so a unit's contrast is gain_random − gain_behavior − noise: its mean
+    # is the planted difference (the noise sums to 0). Planted ±0.2 beats every |noise| ≤ 0.02:
+    # 6/6 clusters of one sign, p = 2 / 64 = 0.031. Null: the contrast is −noise, 3 clusters
+    # each way and a mean of exactly 0, so every sign pattern is as extreme: p = 1.
+    for init, gain in (("random", gain_random), ("behavior", gain_behavior)):
+        for (attribute, seed), noise in NOISE.items():
+            for dropout, gamma, value in (
+                ("none", None, 0.6 + (noise if init == "random" else 0.0)),
+                ("quantile", 0.8, 0.6 + gain),
+            ):
+                summ = summary(attribute, seed, dropout, gamma, value, init=init, sample_set=seed)
+                write_run(tmp_path, f"{init}/{attribute}-{seed}-{dropout}", summ)
+    (block,) = run_claims(tmp_path)  # both inits in one block
+    rows = by_claim([block])
+    effect = gain_random - gain_behavior
+    for metric in ("acc_plus_reward", "eval/acc + eval/reward"):  # held-out: value + 0.1 each
+        row = rows[(SECTION_74, metric)]
+        assert len(row.diffs) == 6 and row.n_clusters == 6
+        assert row.effect == pytest.approx(effect, abs=1e-12) and row.verdict == expect
+        assert row.n_positive == {"holds": 6, "inconclusive": 3, "does not hold": 0}[expect]
+        assert row.p == pytest.approx(1.0 if effect == 0 else 2 / 64)
+
+
+LINEAR = {0.2: 0.7, 0.4: 0.8, 0.8: 1.0}  # slope 0.5 on every unit
+PEAKED = {0.2: 0.6, 0.4: 0.9, 0.8: 0.65}  # 0.8 beats 0.2, yet the trend falls
+FLAT = {0.2: 0.6, 0.4: 0.6, 0.8: 0.6}
+TREND = "higher γ helps: slope of quantile's value on γ (γ=0.2, 0.4, 0.8) > 0"
+
+
+@pytest.mark.parametrize(
+    ("by_gamma", "slope", "expect", "pair_expect"),
+    [
+        (LINEAR, 0.5, "holds", "holds"),
+        # γ's deviations from their mean 7/15 are (−4, −1, 5) / 15, Σ dev² = 42/225;
+        # Σ dev·y = (−4 · 0.6 − 0.9 + 5 · 0.65) / 15 = −0.05/15, slope = −0.05 · 15/42.
+        (PEAKED, -0.05 * 15 / 42, "does not hold", "holds"),
+        (FLAT, 0.0, "inconclusive", "inconclusive"),
+    ],
+)
+def test_higher_gamma_helps_as_a_trend(tmp_path, by_gamma, slope, expect, pair_expect):
+    # A unit's noise is the same at each γ, so each unit's slope is the planted one. A 7th
+    # unit (its own sample set) ran γ=0.2 and 0.8 only: in the 0.8 − 0.2 row, not the trend's.
+    units = [(a, s, s, NOISE[(a, s)], (0.2, 0.4, 0.8)) for a, s in NOISE]
+    units.append(("negative", 0, 9, 0.0, (0.2, 0.8)))
+    for attribute, seed, sample_set, noise, present in units:
+        for gamma in present:
+            summ = summary(attribute, seed, "quantile", gamma, by_gamma[gamma] + noise,
+                           sample_set=sample_set)  # fmt: skip
+            write_run(tmp_path, f"{attribute}-{sample_set}-{gamma}", summ)
+    rows = by_claim(run_claims(tmp_path))
+    for metric in ("acc_plus_reward", "eval/acc + eval/reward"):
+        row = rows[(TREND, f"{metric}: slope on γ")]
+        assert row.effect == pytest.approx(slope, abs=1e-12) and len(row.diffs) == 6
+        assert row.verdict == expect
+        pair = rows[("higher γ helps: quantile γ=0.8 − γ=0.2 > 0", metric)]
+        assert pair.effect == pytest.approx(by_gamma[0.8] - by_gamma[0.2]) and len(pair.diffs) == 7
+        assert pair.verdict == pair_expect
+
+
+def test_higher_gamma_trend_needs_three_gammas(tmp_path):
+    for attribute, seed in NOISE:
+        for gamma in (0.2, 0.8):
+            summ = summary(attribute, seed, "quantile", gamma, LINEAR[gamma], sample_set=seed)
+            write_run(tmp_path, f"{attribute}-{seed}-{gamma}", summ)
+    rows = by_claim(run_claims(tmp_path))
+    trend = rows[("higher γ helps: slope of quantile's value on γ (≥ 3 γ) > 0",
+                  "acc_plus_reward: slope on γ")]  # fmt: skip
+    assert trend.verdict == "no runs" and not trend.diffs
+    pair = rows[("higher γ helps: quantile γ=0.8 − γ=0.2 > 0", "acc_plus_reward")]
+    assert pair.verdict == "holds"
+
+
+def write_curves(run: Path, likelihood: list[float], reward: list[float]) -> None:
+    """metrics.jsonl with one curve for the likelihood objectives (train/acc,
+    eval/likelihood) and another for the reward ones (train/reward, eval/reward)."""
+    lines = [
+        {"kind": "epoch", "epoch": e, "train/acc": lk, "eval/likelihood": lk,
+         "train/reward": rw, "eval/reward": rw}  # fmt: skip
+        for e, (lk, rw) in enumerate(zip(likelihood, reward, strict=True))
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+COLLAPSE = [0.2, 0.45, 0.7, 0.8, 0.7, 0.5, 0.3, 0.15, 0.08, 0.05]  # peak 0.8 at epoch 3
+RISE = [0.2 + 0.05 * e for e in range(EPOCHS)]  # 0.2 ... 0.65
+LEVEL = [0.5] * EPOCHS
+Q_RISES = "Fig. 3a: quantile γ=0.8 raises both objectives: last − first epoch (init=random)"
+JOINT = ("Fig. 3a: both objectives fall together more often under N/A than under quantile "
+         "γ=0.8: share(N/A) − share(quantile) (init=random)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("na", "q", "rise", "rise_expect", "joint", "joint_expect", "note"),
+    [
+        # The paper's Fig. 3a. quantile: last − first = 0.65 − 0.2 = 0.45. N/A's fall is
+        # 0.8 − 0.05 = 0.75 on both objectives; quantile's 0.4 (epoch 4, the first half's
+        # best) − 0.65 < 0: share 18/18 − 0/18 = 1, 6/6 attributes +, p = 2 / 64.
+        ((COLLAPSE, COLLAPSE), (RISE, RISE), 0.45, "holds", 1.0, "holds", "18/18, quantile 0/18"),
+        # Reversed: quantile ends 0.05 − 0.2 = −0.15 below its start and falls jointly.
+        ((RISE, RISE), (COLLAPSE, COLLAPSE), -0.15, "does not hold", -1.0, "does not hold",
+         "0/18, quantile 18/18"),
+        # Null: quantile flat (0 change). N/A's likelihood collapses while its reward rises:
+        # one objective falls, never both together, so 0/18 − 0/18 = 0.
+        ((COLLAPSE, RISE), (LEVEL, LEVEL), 0.0, "inconclusive", 0.0, "inconclusive",
+         "0/18, quantile 0/18"),
+    ],  # fmt: skip
+)
+def test_quantile_raises_both_and_na_declines_jointly(
+    tmp_path, na, q, rise, rise_expect, joint, joint_expect, note
+):
+    for dropout, gamma, curves in (("none", None, na), ("quantile", 0.8, q)):
+        for dataset, attribute, seed in CELLS:  # 6 attributes (the clusters) × 3 seeds
+            summ = summary(attribute, seed, dropout, gamma, 0.6, dataset=dataset)
+            write_curves(write_run(tmp_path, f"{attribute}-{seed}-{dropout}", summ), *curves)
+    rows = by_claim(run_claims(tmp_path))
+    for key in OBJECTIVES:
+        row = rows[(Q_RISES, f"{key}: last − first epoch")]
+        assert row.effect == pytest.approx(rise, abs=1e-12) and len(row.diffs) == 18
+        assert row.verdict == rise_expect
+    for pair in ("train/acc and train/reward", "eval/likelihood and eval/reward"):
+        row = rows[(JOINT, f"{pair} both fall")]
+        assert row.effect == pytest.approx(joint) and row.n_clusters == 6
+        assert row.verdict == joint_expect and row.note == f"both fell: N/A {note}"
+    # The per-objective row still sees N/A's likelihood fall in the null case: the joint
+    # row is what asks for both at once.
+    na_acc = rows[(FIG3A_NA, FALL.format("train/acc"))]
+    assert na_acc.verdict == ("holds" if na[0] is COLLAPSE else "does not hold")
+    # One init only: the §7.4 contrast has no pretrained runs to compare with.
+    assert rows[(SECTION_74.replace("γ=0.8 ", "").replace("behavior", "pretrained"),
+                 "acc_plus_reward")].verdict == "no runs"  # fmt: skip
+
+
+DROP_OUT_VS_NA = ("Appendix D: π̄ of quantile γ=0.8's drop-out samples rises more than N/A's "
+                  "on the same samples")  # fmt: skip
+
+
+def write_trace(run: Path, keep: list[bool], pi_mean) -> None:
+    lines = [{"epoch": e, "keep": keep, "pi_mean": pi_mean(e), "r_hat": [0.0] * len(keep)}
+             for e in range(3)]  # fmt: skip
+    (run / "trace.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+@pytest.mark.parametrize(
+    ("na_slopes", "effect", "expect"),
+    [
+        # quantile's drop-outs (rows 1, 2) rise 0.02 · 2 and 0.04 · 2 over epochs 0..2: 0.06;
+        # N/A's same rows 0.01 · 2 and 0.03 · 2: 0.04, so 0.06 − 0.04 = +0.02. N/A's row 0
+        # (rises by 1.0) is not a drop-out sample: read, it would give 0.06 − 0.36.
+        ((0.01, 0.03), 0.02, "holds"),
+        ((0.02, 0.04), 0.0, "inconclusive"),  # N/A's drop-out rows rise as quantile's
+        ((0.05, 0.05), -0.04, "does not hold"),  # 0.06 − 0.10
+    ],
+)
+def test_appendix_d_against_na_on_the_same_samples(tmp_path, na_slopes, effect, expect):
+    # 6 units with their own sample sets, and a 7th whose N/A run has no trace: left out.
+    units = [(a, s, s) for a, s in NOISE] + [("negative", 0, 9)]
+    a, b = na_slopes
+    for attribute, seed, sample_set in units:
+        for dropout, gamma in (("none", None), ("quantile", 0.8)):
+            summ = summary(attribute, seed, dropout, gamma, 0.6, sample_set=sample_set)
+            run = write_run(tmp_path, f"{attribute}-{sample_set}-{dropout}", summ)
+            if dropout == "quantile":
+                write_trace(run, [True, False, False], lambda e: [0.1 + 0.1 * e, 0.05 + 0.02 * e,
+                                                                  0.05 + 0.04 * e])  # fmt: skip
+            elif sample_set != 9:  # N/A keeps every sample
+                write_trace(run, [True] * 3, lambda e: [0.1 + 0.5 * e, 0.05 + a * e, 0.05 + b * e])
+    rows = by_claim(run_claims(tmp_path))
+    row = rows[(DROP_OUT_VS_NA, "π̄ of the drop-out samples: last − first traced epoch, "
+                "quantile − N/A")]  # fmt: skip
+    assert row.data == "probe batch" and len(row.diffs) == 6
+    assert row.effect == pytest.approx(effect, abs=1e-12) and row.verdict == expect
+    # The quantile-only row beside it sees the rise of 0.06 whatever N/A did (7 units).
+    alone = rows[("Appendix D: π̄ of drop-out samples rises, quantile γ=0.8",
+                  "π̄ of the probe batch: last − first traced epoch")]  # fmt: skip
+    assert alone.effect == pytest.approx(0.06) and len(alone.diffs) == 7
