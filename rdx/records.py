@@ -72,18 +72,21 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename; on failure (a full disk) no temp file stays."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` in one rename; on failure (a full disk) no temp file stays,
+    and the OSError names `path`, not the temp file (`No space left on device: <path>`)."""
     tmp = _tmp_name(path)
     try:
-        with tmp.open("w") as f:
+        with tmp.open("wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
 
 
