@@ -379,10 +379,16 @@ class RunRecords:
         even on a full disk (the reserve is freed for it); when it cannot be written at all
         (read-only disk) it goes to stderr and this returns."""
         old = self.status() or {}
+        # Each attempt's commit (a run resumed under new code): git_sha is the latest's.
+        shas = old.get("git_shas") if isinstance(old.get("git_shas"), list) else []
+        shas = shas or ([old["git_sha"]] if old.get("git_sha") else [])
+        if state == "running" or not shas:
+            shas = [*shas, git_sha()]
         record = {
             "state": state,
             "error": error,
-            "git_sha": old.get("git_sha") or git_sha(),
+            "git_sha": shas[-1],
+            "git_shas": shas,
             "started": old.get("started") or _now(),
             "ended": _now() if state in ("completed", "failed", "interrupted") else None,
             "attempts": old.get("attempts", 0) + (state == "running"),
