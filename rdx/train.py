@@ -214,6 +214,12 @@ def check_overrides(argv: list[str]) -> None:
     try:
         parsed = _parse(overrides)
         fixed = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+        for arg, o in zip(overrides, parsed, strict=True):
+            if o.is_sweep_override() and o.get_key_element().lstrip("+~").startswith("hydra."):
+                fail(  # Hydra's own refusal is two lines and a hint about HYDRA_FULL_ERROR
+                    f"{arg}: Hydra's own settings (hydra.*) cannot be swept; run one sweep "
+                    "per value, e.g. one command per hydra.sweep.dir"
+                )
         if not multirun and len(fixed) < len(overrides):
             sweep = next(a for a, o in zip(overrides, parsed, strict=True) if o.is_sweep_override())
             fail(f"{sweep}: a list of values sweeps only with -m; for a list value use key=[a,b]")

@@ -107,3 +107,12 @@ def test_rdxs_own_config_yaml_without_a_status_is_resumed(tmp_path, monkeypatch)
     execute(cfg(), run)
     (run / "status.json").unlink()
     assert execute(cfg(), run) is not None
+
+
+def test_a_swept_hydra_key_is_one_line(capsys):
+    """Before: Hydra's two lines ("Sweeping over Hydra's configuration is not supported")."""
+    said = _refused(capsys, ["-m", "hydra.sweep.dir=/tmp/a,/tmp/b", "seed=0"])
+    assert said == (
+        "rdx: config error: hydra.sweep.dir=/tmp/a,/tmp/b: Hydra's own settings (hydra.*) "
+        "cannot be swept; run one sweep per value, e.g. one command per hydra.sweep.dir"
+    )
