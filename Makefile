@@ -56,7 +56,7 @@ tables: install ## Rebuild tables/ from the latest sweep, run dirs (RUNS=dir) or
 ifeq ($(SOURCE),wandb)
 	$(BIN)/python -m analysis.collect --source wandb --project $(PROJECT) --out results/runs.csv
 else
-	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.collect --runs "$$runs" --out results/runs.csv
+	runs="$(RUNS_DIR)" && $(BIN)/python -m analysis.collect --runs "$$runs" --out results/runs.csv
 endif
 	$(BIN)/python -m analysis.harmless --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --figures figures/ --duplicates $(DUPLICATES)
 	$(BIN)/python -m analysis.tables --csv results/runs.csv $(if $(filter wandb,$(SOURCE)),,--runs "$(RUNS_DIR)") --out tables/ --duplicates $(DUPLICATES) $(if $(ALLOW_MISSING),--allow-missing)
@@ -66,7 +66,7 @@ ifneq ($(SOURCE),wandb)
 endif
 
 figures: tables ## Rebuild figures/ (PNG and PDF) from the same runs
-	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)
+	runs="$(RUNS_DIR)" && $(BIN)/python -m analysis.figures --csv results/runs.csv --runs "$$runs" --out figures/ --duplicates $(DUPLICATES)
 
 claims: install ## The paper's claims: effect, 95% CI, holds or not (same RUNS rule); tables/claims.md
 ifeq ($(SOURCE),wandb)
@@ -74,7 +74,7 @@ ifeq ($(SOURCE),wandb)
 	$(BIN)/python -m analysis.claims --csv results/runs.csv --duplicates $(DUPLICATES) --out tables/claims.md
 	$(BIN)/python -m analysis.regimes --csv results/runs.csv --out tables/
 else
-	runs=$(RUNS_DIR) && $(BIN)/python -m analysis.claims --runs "$$runs" --duplicates $(DUPLICATES) --out tables/claims.md && $(BIN)/python -m analysis.regimes --runs "$$runs" --out tables/
+	runs="$(RUNS_DIR)" && $(BIN)/python -m analysis.claims --runs "$$runs" --duplicates $(DUPLICATES) --out tables/claims.md && $(BIN)/python -m analysis.regimes --runs "$$runs" --out tables/
 endif
 
 bench: install ## All benchmarks against their baselines: prints a table, writes benchmarks/results.json

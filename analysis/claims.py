@@ -112,7 +112,7 @@ from analysis.runs import (
     split_blocks,
 )
 from rdx.data.corpus import TASKS
-from rdx.records import read_jsonl
+from rdx.records import read_jsonl, write_atomic
 
 __all__ = ["FAILS", "HOLDS", "NO_RUNS", "UNSURE", "bootstrap_ci", "verdict", "evaluate", "main"]
 
@@ -910,7 +910,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     print(text, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_atomic(args.out, text)
         print(f"claims: wrote {args.out}", file=sys.stderr)
     for line in notes:
         print(f"claims: {line}", file=sys.stderr)

@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from rdx.records import natural_key, read_json
+from analysis.outputs import write_failed
+from rdx.records import natural_key, read_json, write_atomic
 
 # The run's identity; `seed` separates repeats, `sweep` is bookkeeping only.
 AXES = [
@@ -251,8 +252,8 @@ def collect_wandb(
 def write(done: pd.DataFrame, incomplete: pd.DataFrame, out: Path) -> None:
     """Write both CSVs (the incomplete one even when empty, so no stale list survives)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    done.to_csv(out, index=False)
-    incomplete.to_csv(incomplete_path(out), index=False)
+    write_atomic(out, done.to_csv(index=False))  # whole or not at all (a full disk)
+    write_atomic(incomplete_path(out), incomplete.to_csv(index=False))
 
 
 def warn_incomplete(incomplete: pd.DataFrame, out: Path, stream: Any = None) -> None:
@@ -303,7 +304,11 @@ def main(argv: Iterable[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    write(done, incomplete, args.out)
+    try:
+        write(done, incomplete, args.out)
+    except OSError as err:
+        print(write_failed("collect", err), file=sys.stderr)
+        return 2
     print(f"collect: {len(done)} completed run(s) -> {args.out}")
     warn_incomplete(incomplete, args.out)
     return 0

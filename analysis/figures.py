@@ -40,6 +40,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
+from analysis.outputs import save_figure  # noqa: E402
 from analysis.runs import (  # noqa: E402
     DUPLICATE_RULES,
     INIT_ORDER,
@@ -138,8 +139,8 @@ def _plain(ax: Any, axis: str = "both") -> None:
 def _save(fig: plt.Figure, out: Path, stem: str, runs: str) -> list[Path]:
     """PNG and PDF, each naming the runs it was drawn from in its metadata."""
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": runs})
+    save_figure(fig, paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
+    save_figure(fig, paths[1], bbox_inches="tight", metadata={"Subject": runs})
     plt.close(fig)
     return paths
 

@@ -37,7 +37,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.runs import provenance
+from analysis.outputs import save_figure
+from analysis.runs import RunsError, provenance, read_csv
+from rdx.records import write_atomic
 
 ALGOS = ("ppo", "dpo")
 ARMS = ("PPO", "PPO + R.D.", "DPO")
@@ -207,8 +209,8 @@ def figure(table: pd.DataFrame, out: Path, source: str = "") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "fig4.png", out / "fig4.pdf"]
     runs = f"rdx runs: {source}"
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": runs})
+    save_figure(fig, paths[0], dpi=150, bbox_inches="tight", metadata={"Description": runs})
+    save_figure(fig, paths[1], bbox_inches="tight", metadata={"Subject": runs})
     plt.close(fig)
     return paths
 
@@ -263,15 +265,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--rest", type=Path, help="write the CSV's other runs here")
     args = parser.parse_args(None if argv is None else list(argv))
     try:
-        df = pd.read_csv(args.csv, dtype={"run_dir": str})
-    except (FileNotFoundError, pd.errors.EmptyDataError) as err:
-        print(f"harmless: error: {args.csv}: {err}", file=sys.stderr)
+        df = read_csv(args.csv)
+    except RunsError as err:
+        print(f"harmless: error: {err}", file=sys.stderr)
         return 1
     if args.rest is not None:  # absent when every run is PPO/DPO: no off-policy tables then
         rest = df[~df["algo"].isin(ALGOS)] if "algo" in df else df
         args.rest.unlink(missing_ok=True)
         if not rest.empty:
-            rest.to_csv(args.rest, index=False)
+            write_atomic(args.rest, rest.to_csv(index=False))
     outputs = [args.out / "fig4.md", args.out / "fig4.tex", args.out / "table5.md"]
     outputs += [args.figures / "fig4.png", args.figures / "fig4.pdf"]
     try:
@@ -284,14 +286,14 @@ def main(argv: Iterable[str] | None = None) -> int:
         table = fig4_table(rows)
         args.out.mkdir(parents=True, exist_ok=True)
         source = provenance(rows, args.runs)
-        (args.out / "fig4.md").write_text(render(table) + f"\nSource: {source}\n")
-        (args.out / "fig4.tex").write_text(f"% rdx runs: {source}\n" + render(table, latex=True))
+        write_atomic(args.out / "fig4.md", render(table) + f"\nSource: {source}\n")
+        write_atomic(args.out / "fig4.tex", f"% rdx runs: {source}\n" + render(table, latex=True))
         written = [args.out / "fig4.md", args.out / "fig4.tex"]
         written += figure(table, args.figures, source)
         (args.out / "table5.md").unlink(missing_ok=True)  # never one of earlier runs
         if args.runs is not None:
             text = table5(rows, args.runs, args.examples) + f"\nSource: {source}\n"
-            (args.out / "table5.md").write_text(text)
+            write_atomic(args.out / "table5.md", text)
             written.append(args.out / "table5.md")
     except HarmlessError as err:
         print(f"harmless: error: {err}", file=sys.stderr)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from rdx.data.corpus import ATTRIBUTES as DATASET_ATTRIBUTES
 from rdx.method import DROPOUT_MODES, GAMMA_MODES
-from rdx.records import natural_key, read_jsonl
+from rdx.records import natural_key, open_record, read_jsonl
 
 # The paper's column order: Yelp's sentiment attributes, then AG News' topics (the
 # synthetic corpus holds both tasks, in that order).
@@ -104,15 +104,37 @@ def identity_axes(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def read_csv(csv: Path) -> pd.DataFrame:
-    """The tidy CSV of analysis.collect; a missing, empty or foreign file is a RunsError."""
+    """The tidy CSV of analysis.collect; a missing, empty, foreign or incomplete file is a
+    RunsError."""
     try:
+        _check_complete(csv)
         return pd.read_csv(csv, dtype={"run_dir": str})  # job dirs 0, 1, ... are names
     except FileNotFoundError as err:
         raise RunsError(f"no such CSV: {csv}") from err
+    except OSError as err:  # a FIFO, a directory, no permission
+        raise RunsError(f"{csv}: cannot read it ({err.strerror or err})") from err
     except pd.errors.EmptyDataError as err:
         raise RunsError(f"{csv} is empty") from err
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
         raise RunsError(f"{csv} is not a CSV of runs ({type(err).__name__})") from err
+
+
+def _check_complete(csv: Path) -> None:
+    """RunsError when the CSV ends mid-row: a copy or a write cut short (a full disk) whose
+    rows pandas would read as fewer runs, without a word. analysis.collect writes it in one
+    rename, so its own output is whole; a cut exactly at a row's end is not detectable."""
+    with open_record(csv) as f:  # a FIFO in its place: an error, not a hang
+        size = f.seek(0, 2)
+        if size == 0:
+            return  # read_csv says "empty"
+        f.seek(size - 1)
+        if f.read(1) != b"\n":
+            f.seek(0)
+            rows = f.read().count(b"\n")
+            raise RunsError(
+                f"{csv} is not complete: it ends mid-row, after {rows} line(s) (a write cut "
+                "short, e.g. by a full disk); rerun analysis.collect (make tables does)"
+            )
 
 
 def load(

@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from analysis.runs import ATTRIBUTES, DUPLICATE_RULES, RunsError, load
 from analysis.tables import ATTRIBUTE_LABELS
-from rdx.records import read_jsonl
+from rdx.records import read_jsonl, write_atomic
 
 INIT_PREFERENCE = ["pretrained", "behavior", "random"]
 HIGHLIGHTS = 3
@@ -145,7 +145,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "table6.md"
-    path.write_text(text)
+    write_atomic(path, text)
     print(f"table6: wrote {path}")
     for line in notes + warn:
         print(f"table6: warning: {line}", file=sys.stderr)

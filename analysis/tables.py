@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.harmless import ALGOS as HARMLESS_ALGOS
+from analysis.outputs import write_failed
 from analysis.runs import (
     ATTRIBUTES,
     CONTEXT,
@@ -57,6 +58,7 @@ from analysis.runs import (
     replicate,
     split_blocks,
 )
+from rdx.records import write_atomic
 
 ATTRIBUTE_LABELS = {
     "negative": "Negative",
@@ -502,8 +504,8 @@ def write_tables(built: dict[str, list[Grid]], out: Path, source: str = "") -> l
         if source:
             md += f"\nSource: {source}\n"
             tex = f"% rdx runs: {source}\n{tex}"
-        paths[0].write_text(md)
-        paths[1].write_text(tex)
+        write_atomic(paths[0], md)  # whole or not at all (a full disk)
+        write_atomic(paths[1], tex)
         written += paths
     return written
 
@@ -565,7 +567,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     except RunsError as err:
         print(f"tables: error: {err}", file=sys.stderr)
         return 1
-    for path in write_tables(built, args.out, provenance(recs, args.runs)):
+    try:
+        written = write_tables(built, args.out, provenance(recs, args.runs))
+    except OSError as err:
+        print(write_failed("tables", err), file=sys.stderr)
+        return 1
+    for path in written:
         print(f"tables: wrote {path}")
     for name, reason in skipped.items():
         print(f"tables: skipped {name}: {reason}")

@@ -574,6 +574,12 @@ def validate(raw: dict[str, Any]) -> Config:
         if problem is not None:
             raise ConfigError(problem)
 
+    if not cfg.cache_dir.strip():  # RDX_CACHE= (an unset shell variable): never the cwd
+        raise ConfigError(
+            "cache_dir is empty (RDX_CACHE set to nothing, e.g. an unset shell variable?); "
+            "the artifacts would be written into the current directory: set RDX_CACHE to a "
+            "directory, or unset it for ~/.cache/rdx"
+        )
     _check_ignored(cfg)
     if cfg.algo.name == "offpolicy":
         _check_data(cfg)

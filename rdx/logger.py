@@ -6,20 +6,60 @@ import logging
 import os
 import re
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from rdx.config import LoggerConfig
+from rdx.config import ConfigError, LoggerConfig
 from rdx.records import read_record_bytes, write_atomic
 
 log = logging.getLogger("rdx")
+
+# How long W&B may take to answer before a run logs offline instead: the TCP probe of its
+# server, then wandb.init itself (its own default, 90 s, came after 44 s of retries: 134 s
+# with an API key and no network, then a traceback and a failed run).
+PROBE_TIMEOUT_S = 3.0
+INIT_TIMEOUT_S = 30.0
+
+
+class WandbUnavailable(ConfigError):
+    """Online W&B logging was asked for explicitly and the server cannot be had: one line."""
 
 
 def _has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return netrc.exists() and "api.wandb.ai" in netrc.read_text()
+    netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    if not os.path.lexists(netrc):
+        return False
+    try:  # a FIFO there would block the run forever; bytes: any encoding is no error
+        return b"api.wandb.ai" in read_record_bytes(netrc)
+    except OSError as err:
+        log.warning("wandb: %s: %s; not read for an API key", netrc, err.strerror or err)
+        return False
+
+
+def _unreachable(base_url: str) -> str | None:
+    """Why W&B's server (or the HTTPS proxy) takes no TCP connection, or None when it does:
+    seconds, where wandb.init would retry for minutes."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy or base_url)
+    host, port = url.hostname or base_url, url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+        return None
+    except OSError as err:
+        return f"{host}:{port} is unreachable ({err.strerror or type(err).__name__})"
+
+
+def _online_asked(cfg: LoggerConfig) -> str | None:
+    """The setting that asked for online logging in so many words, or None (auto chose it)."""
+    if cfg.mode == "online":
+        return "logger.mode=online"
+    if cfg.mode == "auto" and os.environ.get("WANDB_MODE", "").strip().lower() == "online":
+        return "WANDB_MODE=online"
+    return None
 
 
 def drop_inherited_service() -> None:
@@ -85,20 +125,52 @@ class WandbLogger:
         if not re.fullmatch(r"[0-9a-z]{1,64}", run_id):  # absent, torn or garbage: a new run
             run_id = secrets.token_hex(4)
         write_atomic(id_path, run_id)
-        self.run = wandb.init(
+        init = dict(
             project=cfg.project,
             entity=cfg.entity,
             dir=str(run_dir),
             id=run_id,
             resume="allow",
-            mode=self.mode,
             name=name,
             group=cfg.group or group,
             tags=tags + list(cfg.tags),
             config=config,
             reinit="finish_previous",
         )
+        if self.mode == "online":
+            self.run = self._init_online(wandb, cfg, init, run_dir)
+        if self.run is None:
+            self.run = wandb.init(**init, mode=self.mode)
         log.info("wandb: %s run %s (%s)", self.mode, run_id, run_dir / "wandb")
+
+    def _init_online(self, wandb: Any, cfg: LoggerConfig, init: dict, run_dir: Path) -> Any:
+        """wandb.init online within seconds, or None with self.mode offline (one warning);
+        WandbUnavailable (one line) when online was asked for explicitly."""
+        asked = _online_asked(cfg)
+        base_url = os.environ.get("WANDB_BASE_URL") or getattr(
+            wandb.Settings(), "base_url", "https://api.wandb.ai"
+        )
+        problem = _unreachable(base_url)
+        if problem is None:
+            try:
+                settings = wandb.Settings(init_timeout=INIT_TIMEOUT_S)
+                return wandb.init(**init, mode="online", settings=settings)
+            except Exception as err:  # wandb's timeout, an auth or netrc error: not a bug of rdx
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                problem = f"wandb.init failed ({type(err).__name__}: {first})"
+        if asked:
+            raise WandbUnavailable(
+                f"wandb: {asked}, but {problem}; unset it to log offline (the default), or "
+                "logger=none"
+            )
+        log.warning(
+            "wandb: %s; logging offline to %s (upload it later: wandb sync %s)",
+            problem,
+            run_dir / "wandb",
+            run_dir / "wandb",
+        )
+        self.mode = "offline"
+        return None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self.run is not None:

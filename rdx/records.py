@@ -77,18 +77,21 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename; on failure (a full disk) no temp file stays."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` in one rename; on failure (a full disk) no temp file stays,
+    and the OSError names `path`, not the temp file (`No space left on device: <path>`)."""
     tmp = _tmp_name(path)
     try:
-        with tmp.open("w") as f:
+        with tmp.open("wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
 
 
@@ -381,10 +384,16 @@ class RunRecords:
         even on a full disk (the reserve is freed for it); when it cannot be written at all
         (read-only disk) it goes to stderr and this returns."""
         old = self.status() or {}
+        # Each attempt's commit (a run resumed under new code): git_sha is the latest's.
+        shas = old.get("git_shas") if isinstance(old.get("git_shas"), list) else []
+        shas = shas or ([old["git_sha"]] if old.get("git_sha") else [])
+        if state == "running" or not shas:
+            shas = [*shas, git_sha()]
         record = {
             "state": state,
             "error": error,
-            "git_sha": old.get("git_sha") or git_sha(),
+            "git_sha": shas[-1],
+            "git_shas": shas,
             "started": old.get("started") or _now(),
             "ended": _now() if state in ("completed", "failed", "interrupted") else None,
             "attempts": old.get("attempts", 0) + (state == "running"),
@@ -415,13 +424,56 @@ class RunRecords:
         return read_jsonl(self.dir / name)
 
     def trim_metrics(self, completed_epochs: int, name: str = "metrics.jsonl") -> None:
-        """Drop records of epochs after the checkpoint (and unreadable lines), so a resumed
-        run logs them once."""
+        """Drop records of epochs after the checkpoint, so a resumed run logs them once. A
+        line that is no record of an epoch (torn, not JSON, NaN, `"epoch": null`) is moved
+        to <name>.damaged with a warning, as damaged records are. Streamed line by line: a
+        287 MB log is never held in memory (read whole, it peaked at 7x its size)."""
         path = self.dir / name
-        if not path.exists() and not path.is_symlink():
+        aside = path.with_name(path.name + ".damaged")
+        try:
+            src = open_record(path)
+        except FileNotFoundError:
             return
-        keep = [r for r in read_jsonl(path) if r.get("epoch", 0) < completed_epochs]
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
+        except NotRegularFile as err:  # a FIFO in its place: moved aside, a new log begun
+            log.warning("%s: %s; moved to %s", path, err.strerror, aside.name)
+            os.replace(path, aside)
+            return
+        tmp, bad, damaged = _tmp_name(path), 0, None
+        try:
+            with src, tmp.open("wb") as out:
+                for raw in src:
+                    if not raw.strip():
+                        continue
+                    line = raw if raw.endswith(b"\n") else raw + b"\n"  # a torn last line
+                    try:
+                        record = parse_json(raw)
+                    except ValueError:
+                        record = None
+                    epoch = record.get("epoch", 0) if isinstance(record, dict) else None
+                    if type(epoch) is not int or epoch < 0:  # bool is no epoch either
+                        bad += 1
+                        damaged = damaged or aside.open("ab")
+                        damaged.write(line)
+                    elif epoch < completed_epochs:
+                        out.write(line)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            if damaged is not None:
+                damaged.close()
+        if bad:
+            log.warning(
+                "%s: %d damaged line(s) (torn, not JSON, or an epoch that is not a count) "
+                "moved to %s",
+                path,
+                bad,
+                aside.name,
+            )
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         path = self.dir / name

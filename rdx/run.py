@@ -176,6 +176,29 @@ def _check_prior(cfg: Config, records: RunRecords) -> bool:
     return held in (None, epochs) and not records.force_resume
 
 
+# Top-level keys every config.yaml that rdx writes holds (rdx.config.Config's groups).
+_RDX_KEYS = {"seed", "dropout", "trainer", "sampling"}
+
+
+def _refuse_foreign_config(records: RunRecords) -> None:
+    """RunDirError when the run dir holds a config.yaml that rdx did not write (no
+    status.json beside it, and not an rdx config): a user's own file, never written over."""
+    path = records.dir / "config.yaml"
+    if not os.path.lexists(path) or os.path.lexists(records.status_path):
+        return
+    try:
+        saved = yaml.safe_load(read_record_bytes(path))
+    except (OSError, yaml.YAMLError):
+        saved = None
+    if isinstance(saved, dict) and _RDX_KEYS <= set(saved):
+        return  # rdx's own, from a run killed before its first status.json
+    raise RunDirError(
+        f"run dir {records.dir} holds a config.yaml that rdx did not write (no status.json, "
+        "not an rdx config); rdx would write over it: pick another hydra.run.dir, or move "
+        "the file"
+    )
+
+
 def _saved_identity(records: RunRecords) -> dict | None:
     try:
         saved = yaml.safe_load(read_record_bytes(records.dir / "config.yaml"))
@@ -188,6 +211,7 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
     summary_path = records.dir / "summary.json"
     records.identity = config_identity(to_dict(cfg))
     records.config_hash = config_hash(records.identity)
+    _refuse_foreign_config(records)
     if _check_prior(cfg, records):
         log.info("%s already completed with these settings; nothing to do", records.dir)
         return read_json(summary_path)["acc_plus_reward"]

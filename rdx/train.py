@@ -77,11 +77,19 @@ def _parse(overrides: list[str]) -> list[Any]:
 
     parser = OverridesParser.create()
     parsed = []
-    for arg in overrides:
+    for i, arg in enumerate(overrides):
         try:
             parsed += parser.parse_overrides([arg])
         except HydraException as err:
-            raise ConfigError(f"{arg!r}: not a valid override ({_hydra_message(err)})") from None
+            hint = ""
+            if i and "=" not in arg and "=" in overrides[i - 1]:  # `hydra.run.dir=/my runs`
+                hint = (
+                    f"; if it is the rest of a value with a space, quote the whole override: "
+                    f"'{overrides[i - 1]} {arg}'"
+                )
+            raise ConfigError(
+                f"{arg!r}: not a valid override ({_hydra_message(err)}){hint}"
+            ) from None
     return parsed
 
 
@@ -206,6 +214,12 @@ def check_overrides(argv: list[str]) -> None:
     try:
         parsed = _parse(overrides)
         fixed = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+        for arg, o in zip(overrides, parsed, strict=True):
+            if o.is_sweep_override() and o.get_key_element().lstrip("+~").startswith("hydra."):
+                fail(  # Hydra's own refusal is two lines and a hint about HYDRA_FULL_ERROR
+                    f"{arg}: Hydra's own settings (hydra.*) cannot be swept; run one sweep "
+                    "per value, e.g. one command per hydra.sweep.dir"
+                )
         if not multirun and len(fixed) < len(overrides):
             sweep = next(a for a, o in zip(overrides, parsed, strict=True) if o.is_sweep_override())
             fail(f"{sweep}: a list of values sweeps only with -m; for a list value use key=[a,b]")
@@ -256,6 +270,15 @@ def check_overrides(argv: list[str]) -> None:
                 if problem is not None:
                     print(f"rdx: launcher error: {problem}", file=sys.stderr)
                     sys.exit(2)
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        if not str(out).strip():  # `hydra.run.dir=$UNSET`: the records would land in the cwd
+            print(
+                f"rdx: run dir error: {key} is empty (an unset shell variable?); the run's "
+                f"records would be written into the current directory: give {key} a "
+                "directory, or leave it out for runs/<date>/<time>",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         problem = _unwritable(Path(str(out)))
         if problem is not None:
             print(f"rdx: run dir error: {problem}", file=sys.stderr)

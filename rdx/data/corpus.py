@@ -7,7 +7,10 @@ into its task's attributes. Where the sentences come from: rdx.data.loaders.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 TASKS: dict[str, tuple[str, ...]] = {
     "sentiment": ("negative", "positive"),
@@ -23,6 +26,38 @@ ATTRIBUTES: dict[str, dict[str, tuple[str, ...]]] = {
 
 class DataError(ValueError):
     """A one-line, user-facing problem with the dataset settings or files."""
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_data_file(path: Path, what: str) -> None:
+    """DataError unless `path` (a file some split is read from) is a regular file, after
+    following symlinks: a FIFO hangs the read, /dev/zero never ends, and a dangling symlink
+    or a special file must not make another split stand in for this one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise DataError(
+                f"{path}: a dangling symlink (to {os.readlink(path)}); {what} is read from "
+                "it: point it at the data file, or remove it"
+            ) from None
+        raise DataError(f"{path}: missing; {what} is read from it: restore it") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        raise DataError(
+            f"{path}: not a regular file ({kind}); {what} is read from it: replace it "
+            "with the data file, or remove it"
+        )
 
 
 @dataclass(frozen=True)

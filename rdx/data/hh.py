@@ -25,11 +25,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdx.data.corpus import DataError
+from rdx.data.corpus import DataError, check_data_file
 from rdx.hub import offline, reachable
 
 PREFERENCE_DATASETS = ("hh_synthetic", "hh")
@@ -148,14 +149,18 @@ def _subsample(pairs: list[Pair], n: int, key: str) -> list[Pair]:
 
 
 def _files(root: Path) -> dict[str, Path]:
-    if root.is_file():
+    """split -> its file; a file named there that cannot be read (a FIFO, a symlink to a
+    device or to nothing) is an error naming it, never a split carved from another."""
+    if os.path.lexists(root) and not root.is_dir():
+        check_data_file(root, "dataset.path")
         return {"all": root}
     if not root.is_dir():
         raise DataError(f"dataset.path={root}: no such file or directory (dataset.name=hh)")
     found = {}
     for split in ("train", "test"):
         for suffix in (".jsonl", ".jsonl.gz"):
-            if (root / f"{split}{suffix}").is_file():
+            if os.path.lexists(root / f"{split}{suffix}"):
+                check_data_file(root / f"{split}{suffix}", f"the {split} split of {root}")
                 found[split] = root / f"{split}{suffix}"
     if "train" not in found:
         raise DataError(

@@ -40,15 +40,19 @@ import csv
 import functools
 import hashlib
 import io
+import logging
+import os
 import random
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rdx.data.corpus import ATTRIBUTES, Corpus, DataError, Example
+from rdx.data.corpus import ATTRIBUTES, Corpus, DataError, Example, check_data_file
 from rdx.data.synthetic import generate
-from rdx.data.text import agnews_sentences, split_sentences
+from rdx.data.text import agnews_sentences, lines, split_sentences, too_long, warn_too_long
 from rdx.hub import offline, reachable
+
+log = logging.getLogger("rdx")
 
 HELD_OUT_FRACTION = 0.10  # carved share of a single local split
 _LOCAL_HINT = {"yelp": "../shared/data/yelp", "agnews": "../shared/data/ag_news"}
@@ -173,16 +177,21 @@ def _subsample(
 
 
 def _local_files(name: str, root: Path) -> dict[str, list[Path]]:
-    """split -> files of that split that exist; DataError when there is nothing usable."""
+    """split -> its files, for every split with a file there; DataError when there is
+    nothing usable, or when a split is there but cannot be read (a file of it missing, a
+    FIFO, a symlink to a device or to nothing): never another split in its place."""
     if not root.is_dir():
         raise DataError(f"dataset.path={root}: directory not found (dataset.name={name})")
     if name == "yelp":
-        found = {s: [root / f"sentiment.{s}.{k}" for k in (0, 1)] for s in ("train", "dev", "test")}
-        found = {s: fs for s, fs in found.items() if all(f.is_file() for f in fs)}
+        named = {s: [root / f"sentiment.{s}.{k}" for k in (0, 1)] for s in ("train", "dev", "test")}
         expected = "sentiment.{train,dev,test}.{0,1}"
     else:
-        found = {s: [root / f"{s}.csv"] for s in ("train", "test") if (root / f"{s}.csv").is_file()}
+        named = {s: [root / f"{s}.csv"] for s in ("train", "test")}
         expected = "train.csv or test.csv"
+    found = {s: fs for s, fs in named.items() if any(os.path.lexists(f) for f in fs)}
+    for split, files in found.items():
+        for f in files:
+            check_data_file(f, f"the {split} split of dataset.path={root}")
     if not found:
         raise DataError(f"dataset.path={root}: no {name} files there; expected {expected}")
     return found
@@ -200,6 +209,15 @@ def _choose_splits(found: dict[str, list]) -> tuple[str, str | None]:
 def _load_local(name: str, root: Path) -> tuple[list[Example], list[Example]]:
     found = _local_files(name, root)
     train_split, test_split = _choose_splits(found)
+    if train_split != "train" or test_split != "test":  # said, never silent
+        held = f"the {test_split} split" if test_split else f"10% carved from {train_split}"
+        log.info(
+            "dataset.path=%s: splits %s; training on the %s split, holding out %s",
+            root,
+            "/".join(found),
+            train_split,
+            held,
+        )
     read = _read_yelp if name == "yelp" else _read_agnews
     if test_split is not None:
         return read(found[train_split], None), read(found[test_split], None)
@@ -237,10 +255,15 @@ def read_text(path: Path) -> str:
 def _read_yelp(files: list[Path], held_out: bool | None) -> list[Example]:
     examples = []
     for label, f in enumerate(files):
-        for line in read_text(f).splitlines():
+        dropped = 0
+        for line in lines(read_text(f)):
+            if too_long(line):
+                dropped += 1
+                continue
             text = " ".join(line.lower().split())
             if text and (held_out is None or held_out_row(text) == held_out):
                 examples.append(Example(text, "sentiment", label))
+        warn_too_long(log, str(f), dropped)
     return examples
 
 
@@ -276,11 +299,15 @@ def _agnews_rows(path: Path) -> Iterator[list[str]]:
 
 
 def _read_agnews(files: list[Path], held_out: bool | None) -> list[Example]:
-    examples = []
+    examples, dropped = [], 0
     for row in _agnews_rows(files[0]):
         if held_out is None or held_out_row(",".join(row)) == held_out:
+            if too_long(row[2]):
+                dropped += 1
+                continue
             label = int(row[0]) - 1  # classes 1..4 -> world, sport, business, sci_tech
             examples += [Example(s, "topic", label) for s in agnews_sentences(row[2])]
+    warn_too_long(log, str(files[0]), dropped)
     return examples
 
 
@@ -313,8 +340,12 @@ def _load_hub(name: str) -> tuple[list[Example], list[Example]]:
 def _hub_examples(name: str, rows: Iterable[dict]) -> list[Example]:
     task = "sentiment" if name == "yelp" else "topic"
     examples = []
+    dropped = 0
     for row in rows:
         text = row["text"]
+        if too_long(text):
+            dropped += 1
+            continue
         if name == "yelp":  # yelp_polarity keeps newlines as literal "\n"
             sentences = split_sentences(text.replace("\\n", " ").replace('\\"', '"'), 1)
         else:  # ag_news text is "title description"; a dateline dash ends the title
@@ -322,4 +353,5 @@ def _hub_examples(name: str, rows: Iterable[dict]) -> list[Example]:
             # No dateline: the title is fused into the first sentence, which is dropped.
             sentences = agnews_sentences(text[m.end() :]) if m else agnews_sentences(text)[1:]
         examples += [Example(s, task, int(row["label"])) for s in sentences]
+    warn_too_long(log, f"{_HUB[name]} (hub)", dropped)
     return examples

@@ -24,6 +24,40 @@ _SENTENCE_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')]*\s+(?=[\"'(]?[A-Z0-9])"
 _TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-.]\w+)*|[^\w\s]")
 
 
+# Caps on raw text, applied before any regex or tokenizer sees it: one 200 MB "word" passes
+# dataset.max_words (it is one word) and the tokenizer's training never ends on it (a
+# 400k-character word took > 90 s). The longest line of the shared Yelp files is 107
+# characters, the longest AG News description 830 and its longest word 136: the caps are
+# far above real text.
+MAX_LINE_CHARS = 10_000
+MAX_WORD_CHARS = 1_000
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def lines(text: str) -> list[str]:
+    """A file's lines, ended by \\n, \\r\\n or \\r only: str.splitlines also breaks at a
+    form feed, NEL (U+0085) and U+2028/U+2029, making one sentence two."""
+    out = _NEWLINE.split(text)
+    return out[:-1] if out and out[-1] == "" else out
+
+
+def too_long(text: str) -> bool:
+    """Whether raw text is beyond the caps (MAX_LINE_CHARS, MAX_WORD_CHARS)."""
+    return len(text) > MAX_LINE_CHARS or max(map(len, text.split()), default=0) > MAX_WORD_CHARS
+
+
+def warn_too_long(log, where: str, n: int) -> None:
+    if n:
+        log.warning(
+            "%s: %d line(s) longer than %d characters or holding a word longer than %d "
+            "dropped (not text a sentence model can learn from)",
+            where,
+            n,
+            MAX_LINE_CHARS,
+            MAX_WORD_CHARS,
+        )
+
+
 def _entity(m: re.Match) -> str:
     if m.group(1):
         code = int(m.group(1))  # 128-159 are Windows-1252 punctuation in this release
