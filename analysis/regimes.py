@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.inference import bootstrap_ci, sign_flip_test, smallest_p
+from analysis.outputs import save_figure, write_failed
 from analysis.runs import (
     CONTEXT,
     TABLE2_GAMMA,
@@ -413,8 +414,8 @@ def figure(result: dict[str, Any], out: Path, source: str) -> list[Path]:
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{FIGURE}.png", out / f"{FIGURE}.pdf"]
-    fig.savefig(paths[0], dpi=130, metadata={"Description": source})
-    fig.savefig(paths[1], metadata={"Subject": source})
+    save_figure(fig, paths[0], dpi=130, metadata={"Description": source})
+    save_figure(fig, paths[1], metadata={"Subject": source})
     plt.close(fig)
     return paths
 
@@ -462,6 +463,14 @@ def main(argv: Iterable[str] | None = None) -> int:
               "regimes, sweeps=regimes): skipped")  # fmt: skip
         return 0
     # the root and the count: a map's hundreds of run dirs are in runs.csv
+    try:
+        return _write(args, result, recs)
+    except OSError as err:  # a full or read-only disk: one line, nothing half-written
+        print(write_failed("regimes", err), file=sys.stderr)
+        return 1
+
+
+def _write(args: argparse.Namespace, result: dict[str, Any], recs: list[dict[str, Any]]) -> int:
     source = f"{len(recs)} run(s)" + (f" under {args.runs}" if args.runs else f" of {args.csv}")
     text = render(result, source)
     print(text)
