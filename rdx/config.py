@@ -137,6 +137,9 @@ class SamplingConfig:
     # β_i from: rescore, the HF β's forward over the stored rows (either engine: the numbers
     # evaluation scores with); engine, vLLM's log-probs of its own draws (engine=vllm only)
     likelihood: str = one_of("rescore", "engine")
+    # engine=vllm: the share of the GPU's memory vLLM claims at start (its weights and KV
+    # cache); the HF β waits on the host meanwhile, R (and π's GPU context) use the rest
+    vllm_memory: float = 0.8
 
 
 # Rows per scoring forward of β's trajectories (offpolicy/shards.py): chunks hold whole blocks.
@@ -487,6 +490,8 @@ def validate(raw: dict[str, Any]) -> Config:
         _positive(f"sampling.{key}", getattr(s, key))
     _positive("sampling.shards", s.shards)
     _positive("sampling.chunk_rows", s.chunk_rows)
+    if not 0.0 < s.vllm_memory <= 1.0:
+        raise ConfigError(f"sampling.vllm_memory={s.vllm_memory!r}: expected a number in (0, 1]")
     if s.chunk_rows % SCORE_BLOCK:
         raise ConfigError(
             f"sampling.chunk_rows={s.chunk_rows}: must be a multiple of {SCORE_BLOCK} "
@@ -582,11 +587,6 @@ def _check_engine(cfg: Config) -> None:
         raise ConfigError(
             f"sampling.likelihood=engine with sampling.engine={s.engine}: only vllm returns "
             "its own log-probs (hf's β_i is the rescoring); use likelihood=rescore"
-        )
-    if s.likelihood == "engine" and s.behavior_prob != "raw":
-        raise ConfigError(
-            f"sampling.likelihood=engine with sampling.behavior_prob={s.behavior_prob}: vLLM's "
-            "log-probs are β's raw ones; use likelihood=rescore for the processed β_i"
         )
     if s.engine != "vllm":
         return

@@ -50,6 +50,7 @@ UNHASHED = (
     "cache_dir",
     "sweep",
     "resume",
+    "sampling.vllm_memory",  # where vLLM's memory goes, not what it draws
 )
 # Keys added after runs were recorded without them, left out of the identity at the value
 # those runs had: a run dir from before resumes and answers as it did. Away from it, a key

@@ -55,6 +55,7 @@ from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classi
 from rdx.lm.processed import behavior_prob_of
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import add_cls, build_tokenizer, load_tokenizer
+from rdx.lm.vllm_mapping import logprobs_mode
 from rdx.pipeline.cache import cached, cached_tensors
 from rdx.pipeline.offpolicy.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, check_pool, row_plan
 
@@ -63,7 +64,14 @@ log = logging.getLogger("rdx")
 SAMPLING_SEED = 0  # fixed: β's trajectories are shared by every seed of a sweep
 PRETRAIN_BLOCK = 32  # tokens per LM window: covers one T=30 trajectory, half the cost of 64
 # sampling keys that change how β's rows are computed or checked, never what they are
-HOW_COMPUTED = ("batch_size", "shards", "shard", "chunk_rows", "allow_fewer_prefixes")
+HOW_COMPUTED = (
+    "batch_size",
+    "shards",
+    "shard",
+    "chunk_rows",
+    "allow_fewer_prefixes",
+    "vllm_memory",
+)
 
 
 @dataclass
@@ -136,6 +144,10 @@ class Prepared:
         return self.sets[0].reward(output, self.label)
 
 
+def vllm_logprobs_mode(s: SamplingConfig) -> str:
+    return logprobs_mode(behavior_prob=s.behavior_prob, likelihood=s.likelihood)
+
+
 def corpus_digest(corpus: Corpus) -> str:
     """Hash of the corpus content: a changed generator or data file invalidates the cache."""
     h = hashlib.sha256()
@@ -191,7 +203,7 @@ def artifact_keys(
         "dtype": dtype,
         "kernels": kernels,
     }
-    engine = engine_key(cfg.sampling.engine)
+    engine = engine_key(cfg.sampling.engine, vllm_logprobs_mode(cfg.sampling))
     if engine is not None:
         traj_key["engine"] = engine  # vLLM's name and version: its rows are its own
     return {
@@ -285,7 +297,14 @@ def load_fixed(cfg: Config) -> Fixed:
         cache_dir=root,
         traj_key=keys["trajectories"],
         scores_key=keys["scores"],
-        engine=make_engine(s.engine, behavior, behavior_id, str(dtype).removeprefix("torch.")),
+        engine=make_engine(
+            s.engine,
+            behavior,
+            behavior_id,
+            str(dtype).removeprefix("torch."),
+            gpu_memory_utilization=s.vllm_memory,
+            logprobs_mode=vllm_logprobs_mode(s),
+        ),
     )
     return Fixed(
         corpus=corpus,
@@ -316,7 +335,10 @@ def prepare_shard(cfg: Config) -> list[Path]:
     shard's chunks of β's rows (cached; the merge happens in the runs' prepare)."""
     threads = torch.get_num_threads()
     fixed = load_fixed(cfg)
-    done = fixed.stage.build_shard(cfg.sampling.shard, cfg.sampling.shards)
+    try:
+        done = fixed.stage.build_shard(cfg.sampling.shard, cfg.sampling.shards)
+    finally:
+        fixed.stage.engine.close()  # vLLM's processes end with the job, not the process
     torch.set_num_threads(threads)
     return done
 
@@ -331,14 +353,17 @@ def prepare(cfg: Config) -> Prepared | ShardBuilt:
     s, root, codec, stage = cfg.sampling, cfg.cache_dir, f.behavior_codec, f.stage
     behavior_codec, tokenizer = f.behavior_codec, f.tokenizer
     reward_accuracy = json.loads((f.rew_dir / "metrics.json").read_text())["heldout_accuracy"]
-    traj_dir, traj = cached_tensors(  # plain data: no code runs
-        root,
-        "trajectories",
-        stage.traj_key,
-        stage.merged_trajectories,
-        TRAJECTORIES_VERSION,
-        "trajectories.pt",
-    )
+    try:
+        traj_dir, traj = cached_tensors(  # plain data: no code runs
+            root,
+            "trajectories",
+            stage.traj_key,
+            stage.merged_trajectories,
+            TRAJECTORIES_VERSION,
+            "trajectories.pt",
+        )
+    finally:  # every row is drawn: vLLM's processes and memory go before the scoring
+        stage.engine.close()
     p = traj["prefix_len"]
     eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
     behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
