@@ -89,6 +89,16 @@ class RewardConfig:
     train_epochs: int = 2  # 0: use reward.hub as an already fine-tuned classifier
     train_lr: float = 1e-3
     train_batch_size: int = 64
+    # R's fine-tune on at most this many of the task's training sentences, a seeded draw
+    # (None: all). yelp_polarity splits into ~4.5M sentences; the paper's Yelp has ~444k
+    train_max_sentences: int | None = None
+    # stop once R's accuracy on its last stop_check_steps training batches and on held-out
+    # sentences both reach this (the authors' finetune_BERT.py: 0.95); None: every epoch
+    stop_accuracy: float | None = None
+    stop_check_steps: int = 200
+    # bf16: the fine-tune's forward under bf16 autocast on CUDA (fp32 weights and Adam
+    # state; no effect off CUDA, where half-precision matmuls gain nothing)
+    train_precision: str = one_of("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -558,6 +568,13 @@ def validate(raw: dict[str, Any]) -> Config:
             f"reward.n_head={cfg.reward.n_head}"
         )
 
+    r = cfg.reward
+    _positive("reward.train_max_sentences", r.train_max_sentences, allow_none=True)
+    _positive("reward.stop_check_steps", r.stop_check_steps)
+    if r.stop_accuracy is not None and not 0.0 < r.stop_accuracy <= 1.0:
+        raise ConfigError(
+            f"reward.stop_accuracy={r.stop_accuracy!r}: expected a number in (0, 1], or null"
+        )
     if cfg.reward.train_epochs < 0 or (cfg.reward.train_epochs == 0 and cfg.reward.hub is None):
         raise ConfigError(
             f"reward.train_epochs={cfg.reward.train_epochs}: expected >= 1 "

@@ -55,7 +55,14 @@ UNHASHED = (
 # Keys added after runs were recorded without them, left out of the identity at the value
 # those runs had: a run dir from before resumes and answers as it did. Away from it, a key
 # is part of the identity like any other.
-SINCE_ADDED = {"sampling.engine": "hf", "sampling.likelihood": "rescore"}
+SINCE_ADDED = {
+    "sampling.engine": "hf",
+    "sampling.likelihood": "rescore",
+    "reward.train_max_sentences": None,
+    "reward.stop_accuracy": None,
+    "reward.stop_check_steps": 200,
+    "reward.train_precision": "fp32",
+}
 RESUME_POLICIES = ("never", "auto", "force")
 STATUS_RESERVE_BYTES = 16384  # freed to write the final status.json on a full disk
 

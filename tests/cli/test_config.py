@@ -96,6 +96,8 @@ def test_paper_table1_preset_carries_the_authors_settings(monkeypatch):
             "sampling.likelihood=engine with sampling.engine=hf: only vllm returns",
         ),
         (["sampling.vllm_memory=0"], "sampling.vllm_memory=0.0: expected a number in (0, 1]"),
+        (["reward.stop_accuracy=1.5"], "reward.stop_accuracy=1.5: expected a number in (0, 1]"),
+        (["reward.train_max_sentences=0"], "reward.train_max_sentences=0: expected a number > 0"),
         (
             ["sampling.engine=vllm", "sampling.temperature=3"],
             "sampling.temperature=3.0: vLLM accepts at most 2.0; use sampling.engine=hf",

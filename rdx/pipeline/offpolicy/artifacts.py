@@ -72,6 +72,14 @@ HOW_COMPUTED = (
     "allow_fewer_prefixes",
     "vllm_memory",
 )
+# R's fine-tune settings added after entries were built without them: left out of R's key
+# at these values (which train as before), so the keys of those entries hold
+REWARD_SINCE_ADDED = {
+    "train_max_sentences": None,
+    "stop_accuracy": None,
+    "stop_check_steps": 200,
+    "train_precision": "fp32",
+}
 
 
 @dataclass
@@ -173,7 +181,13 @@ def artifact_keys(
         behavior_key = {"dataset": data, "behavior": behavior, "kernels": kernels}
     else:  # a hub β is not trained: only its identity matters
         behavior_key = {"hub": local_id(cfg.behavior.hub)}
-    reward = {k: v for k, v in dataclasses.asdict(cfg.reward).items() if k != "output"}
+    reward = {
+        k: v
+        for k, v in dataclasses.asdict(cfg.reward).items()
+        if k != "output" and not (k in REWARD_SINCE_ADDED and v == REWARD_SINCE_ADDED[k])
+    }
+    if cfg.reward.stop_accuracy is None:
+        reward.pop("stop_check_steps", None)  # no stop: how often it is checked changes nothing
     reward["kernels"] = kernels
     if cfg.reward.hub is None:
         reward_key = {"dataset": data, "reward": reward, "task": task, "tokenizer": tokenizer}
@@ -492,8 +506,11 @@ def build_reward(
         rtok = load_hub("tokenizer", r.hub)
         model = load_hub("classifier", r.hub, num_labels=n_labels, dtype=torch.float32)
     model = use_kernels(model.to(device), kernels)
+    train = capped(train, r.train_max_sentences)
+    check = capped(test, STOP_HELDOUT)  # the stop's held-out sentences (the authors': test)
+    done: dict[str, Any] = {}
     if r.train_epochs > 0:
-        train_classifier(
+        done = train_classifier(
             model,
             rtok,
             [e.text for e in train],
@@ -502,12 +519,31 @@ def build_reward(
             lr=r.train_lr,
             batch_size=r.train_batch_size,
             seed=0,
+            precision=r.train_precision,
+            stop_accuracy=r.stop_accuracy,
+            stop_check_steps=r.stop_check_steps,
+            heldout=([e.text for e in check], [e.label for e in check]),
         )
     acc = classifier_accuracy(model.eval(), rtok, [e.text for e in test], [e.label for e in test])
     log.info("reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test))
     model.cpu().save_pretrained(out)
     rtok.save_pretrained(out)
-    (out / "metrics.json").write_text(json.dumps({"heldout_accuracy": acc, "n_test": len(test)}))
+    metrics = {"heldout_accuracy": acc, "n_test": len(test)}
+    if r.train_max_sentences is not None or r.stop_accuracy is not None:
+        metrics |= {"n_train": len(train), **{f"train_{k}": v for k, v in done.items()}}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+
+
+STOP_HELDOUT = 2048  # held-out sentences of reward.stop_accuracy's check: a few forwards
+
+
+def capped(train: list[Example], cap: int | None) -> list[Example]:
+    """At most `cap` training sentences, a seeded draw that keeps both classes' shares in
+    expectation (order kept); all of them, as they are, without a cap or under it."""
+    if cap is None or len(train) <= cap:
+        return train
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:cap]
+    return [train[i] for i in sorted(keep.tolist())]
 
 
 # 2: trajectories also stored as text (different tokenizers); 3: a list of sample sets,
