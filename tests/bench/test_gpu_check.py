@@ -60,7 +60,7 @@ def test_a_benchmark_step_writes_its_error_in_one_line(tmp_path):
     """gpu_check's own child: `beta` on a machine without CUDA fails in its process, its
     error one line in the step's record."""
     result = gpu_check.run_steps(
-        [("beta", gpu_check.step_argv("beta", gpu_check_args()), 600)],  # minutes where the CPU is busy
+        [("beta", gpu_check.step_argv("beta", gpu_check_args()), 600)],  # a busy CPU: minutes
         tmp_path / "gpu.json",
         {},
     )
