@@ -89,6 +89,16 @@ class RewardConfig:
     train_epochs: int = 2  # 0: use reward.hub as an already fine-tuned classifier
     train_lr: float = 1e-3
     train_batch_size: int = 64
+    # R's fine-tune on at most this many of the task's training sentences, a seeded draw
+    # (None: all). yelp_polarity splits into ~4.5M sentences; the paper's Yelp has ~444k
+    train_max_sentences: int | None = None
+    # stop once R's accuracy on its last stop_check_steps training batches and on held-out
+    # sentences both reach this (the authors' finetune_BERT.py: 0.95); None: every epoch
+    stop_accuracy: float | None = None
+    stop_check_steps: int = 200
+    # bf16: the fine-tune's forward under bf16 autocast on CUDA (fp32 weights and Adam
+    # state; no effect off CUDA, where half-precision matmuls gain nothing)
+    train_precision: str = one_of("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,9 @@ class SamplingConfig:
     # β_i from: rescore, the HF β's forward over the stored rows (either engine: the numbers
     # evaluation scores with); engine, vLLM's log-probs of its own draws (engine=vllm only)
     likelihood: str = one_of("rescore", "engine")
+    # engine=vllm: the share of the GPU's memory vLLM claims at start (its weights and KV
+    # cache); the HF β waits on the host meanwhile, R (and π's GPU context) use the rest
+    vllm_memory: float = 0.8
 
 
 # Rows per scoring forward of β's trajectories (offpolicy/shards.py): chunks hold whole blocks.
@@ -494,6 +507,8 @@ def validate(raw: dict[str, Any]) -> Config:
         _positive(f"sampling.{key}", getattr(s, key))
     _positive("sampling.shards", s.shards)
     _positive("sampling.chunk_rows", s.chunk_rows)
+    if not 0.0 < s.vllm_memory <= 1.0:
+        raise ConfigError(f"sampling.vllm_memory={s.vllm_memory!r}: expected a number in (0, 1]")
     if s.chunk_rows % SCORE_BLOCK:
         raise ConfigError(
             f"sampling.chunk_rows={s.chunk_rows}: must be a multiple of {SCORE_BLOCK} "
@@ -560,6 +575,13 @@ def validate(raw: dict[str, Any]) -> Config:
             f"reward.n_head={cfg.reward.n_head}"
         )
 
+    r = cfg.reward
+    _positive("reward.train_max_sentences", r.train_max_sentences, allow_none=True)
+    _positive("reward.stop_check_steps", r.stop_check_steps)
+    if r.stop_accuracy is not None and not 0.0 < r.stop_accuracy <= 1.0:
+        raise ConfigError(
+            f"reward.stop_accuracy={r.stop_accuracy!r}: expected a number in (0, 1], or null"
+        )
     if cfg.reward.train_epochs < 0 or (cfg.reward.train_epochs == 0 and cfg.reward.hub is None):
         raise ConfigError(
             f"reward.train_epochs={cfg.reward.train_epochs}: expected >= 1 "
@@ -595,11 +617,6 @@ def _check_engine(cfg: Config) -> None:
         raise ConfigError(
             f"sampling.likelihood=engine with sampling.engine={s.engine}: only vllm returns "
             "its own log-probs (hf's β_i is the rescoring); use likelihood=rescore"
-        )
-    if s.likelihood == "engine" and s.behavior_prob != "raw":
-        raise ConfigError(
-            f"sampling.likelihood=engine with sampling.behavior_prob={s.behavior_prob}: vLLM's "
-            "log-probs are β's raw ones; use likelihood=rescore for the processed β_i"
         )
     if s.engine != "vllm":
         return

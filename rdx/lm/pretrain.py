@@ -77,11 +77,26 @@ def train_classifier(
     lr: float,
     batch_size: int,
     seed: int,
-) -> None:
+    precision: str = "fp32",
+    stop_accuracy: float | None = None,
+    stop_check_steps: int = 200,
+    heldout: tuple[list[str], list[int]] | None = None,
+) -> dict:
+    """Fine-tune a classifier with AdamW; returns what it did (steps, stop).
+
+    stop_accuracy (the authors' finetune_BERT.py): every `stop_check_steps` steps, stop once
+    the accuracy on the training batches since the last check and on `heldout` both reach
+    it. precision=bf16: the forward under bf16 autocast on CUDA (weights and Adam in fp32);
+    off CUDA it trains in fp32."""
+    if stop_accuracy is not None and heldout is None:
+        raise ValueError("train_classifier: stop_accuracy needs heldout sentences")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     y = torch.tensor(labels)
+    autocast = precision == "bf16" and model.device.type == "cuda"
     model.train()
+    steps, right, seen = 0, torch.zeros((), device=model.device), 0
+    done: dict = {"steps": 0, "stopped": False}
     for epoch in range(epochs):
         order = torch.randperm(len(texts), generator=g)
         total = 0.0
@@ -94,13 +109,32 @@ def train_classifier(
                 max_length=64,
                 return_tensors="pt",
             ).to(model.device)  # a hub encoder (reward=bert) fine-tunes on the GPU
-            loss = model(**enc, labels=y[idx].to(model.device)).loss
+            target = y[idx].to(model.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                out = model(**enc, labels=target)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            out.loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += out.loss.item() * len(idx)
+            steps += 1
+            if stop_accuracy is None:
+                continue
+            right += (out.logits.detach().argmax(-1) == target).sum()
+            seen += len(idx)
+            if steps % stop_check_steps == 0:
+                train_acc = right.item() / seen
+                right, seen = torch.zeros_like(right), 0
+                held = classifier_accuracy(model.eval(), tokenizer, *heldout)
+                model.train()
+                log.info("reward step %d: train acc %.3f, held-out %.3f", steps, train_acc, held)
+                if train_acc >= stop_accuracy and held >= stop_accuracy:
+                    done |= {"stopped": True, "train_accuracy": train_acc, "heldout": held}
+                    break
         log.info("reward train epoch %d/%d loss %.3f", epoch + 1, epochs, total / len(texts))
+        if done["stopped"]:
+            break
     model.eval()
+    return {**done, "steps": steps}
 
 
 @torch.no_grad()

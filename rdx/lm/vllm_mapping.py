@@ -23,6 +23,10 @@ INSTALL = "pip install 'rdx[vllm]'"
 # either way not the distribution asked for.
 MAX_TEMPERATURE = 2.0
 MIN_TEMPERATURE = 0.01
+# vLLM's logprobs_mode values rdx uses: raw, log_softmax of β's logits (rdx's raw β_i);
+# processed, after the repetition penalty, temperature and top-k, in rdx's order
+# (vLLM 0.32's V1 and V2 samplers; rdx.lm.processed's β_i)
+LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
 
 
 class MappingError(ValueError):
@@ -105,6 +109,14 @@ def sampling_kwargs(
             f"tokenizer's {eos_id}; vLLM would stop at them, rdx does not (use engine=hf)"
         )
     return {**kwargs, "ignore_eos": False, "stop_token_ids": [eos_id]}
+
+
+def logprobs_mode(*, behavior_prob: str, likelihood: str) -> str:
+    """The log-probs vLLM returns: the processed ones only where they become β_i
+    (likelihood=engine, behavior_prob=processed); the raw ones else."""
+    if likelihood == "engine" and behavior_prob == "processed":
+        return "processed_logprobs"
+    return "raw_logprobs"
 
 
 def request_seed(key: Sequence[int]) -> int:

@@ -103,6 +103,22 @@ def test_stage_costs_of_a_small_grid_by_hand():
         pj.stage_gpu_s(g, inp, "sglang")
 
 
+def test_r_fine_tune_counts_its_cap_its_precision_and_its_stop_checks():
+    inp = inputs(peak_fp32=0.25e12)  # bf16 at 1 TFLOP/s, fp32 at a quarter of it
+    g = small_grid()  # 64 sentences, 2 epochs at batch 32: 4 steps of 6e8 × 320 FLOPs
+    fp32 = 4 * 6e8 * 320 / (0.25e12 * 0.5)
+    assert pj.reward_finetune_s(g, inp, "d") == pytest.approx(fp32)
+    capped = dataclasses.replace(g, reward_max_sentences=32, reward_bf16=True)
+    assert pj.reward_sentences(capped, inp, "d") == 32
+    assert pj.reward_finetune_s(capped, inp, "d") == pytest.approx(2 * 6e8 * 320 / 5e11)
+    # a held-out check every step: 4 forwards of 512 rows × 10 tokens (2e8 × 5120 FLOPs)
+    checked = dataclasses.replace(capped, reward_check_steps=1)
+    check = 4 * 2e8 * 5120 / 5e11
+    assert pj.reward_finetune_s(checked, inp, "d") == pytest.approx(
+        2 * 6e8 * 320 / 5e11 + 2 * check
+    )
+
+
 def test_node_hours_pack_runs_longest_first():
     g, inp = small_grid(runs=3), inputs(gpu_beta_sample_tok_s=12.0, gpu_beta_score_tok_s=50.0)
     p = pj.project(g, inp, "hf")
@@ -133,6 +149,9 @@ def test_table1_grid_from_the_composed_presets(grids):
     assert yelp.target.name == "gpt2" and 124e6 < yelp.target.params < 125e6
     assert 6.6e9 < t1.behavior.params < 6.7e9 and t1.reward.name == "bert"
     assert t1.beta_rows == 5 * 50000 + 512
+    # R as the authors trained it (conf/reward/bert.yaml): batch 256, bf16, a stop, a cap
+    assert (t1.reward_batch, t1.reward_bf16, t1.reward_max_sentences) == (256, True, 444000)
+    assert t1.reward_check_steps == 200
 
 
 def test_table2_grid_has_every_model_size(grids):
@@ -177,8 +196,8 @@ def test_output_rows_and_the_goal_line():
         "Table 1 at paper scale, hf, one 8×H100 node (projected)",
         "Table 1 at paper scale, vllm, one 8×H100 node (projected)",
     ]
-    assert all(f.goal == "<= 4 h" and f.met is True and f.unit == "h" for f in figs)
-    assert pj.goal_line(ps, fast).startswith("goal: Table 1 ≤ 4 h on one 8-GPU H100 node: met")
+    assert all(f.goal == "<= 1.5 h" and f.met is True and f.unit == "h" for f in figs)
+    assert pj.goal_line(ps, fast).startswith("goal: Table 1 ≤ 1.5 h on one 8-GPU H100 node: met")
     slow = dataclasses.replace(fast, gpu_beta_sample_tok_s=1e-4)  # β alone: 5.6 GPU-days
     ps = [pj.project(small_grid(), slow, "hf")]
     assert pj.figures(ps, slow)[0].met is False

@@ -95,14 +95,9 @@ def test_paper_table1_preset_carries_the_authors_settings(monkeypatch):
             ["sampling.likelihood=engine"],
             "sampling.likelihood=engine with sampling.engine=hf: only vllm returns",
         ),
-        (
-            [
-                "sampling.engine=vllm",
-                "sampling.likelihood=engine",
-                "sampling.behavior_prob=processed",
-            ],
-            "sampling.likelihood=engine with sampling.behavior_prob=processed",
-        ),
+        (["sampling.vllm_memory=0"], "sampling.vllm_memory=0.0: expected a number in (0, 1]"),
+        (["reward.stop_accuracy=1.5"], "reward.stop_accuracy=1.5: expected a number in (0, 1]"),
+        (["reward.train_max_sentences=0"], "reward.train_max_sentences=0: expected a number > 0"),
         (
             ["sampling.engine=vllm", "sampling.temperature=3"],
             "sampling.temperature=3.0: vLLM accepts at most 2.0; use sampling.engine=hf",
@@ -124,6 +119,10 @@ def test_the_vllm_engine_composes_with_the_rescored_likelihood():
     cfg = compose_cfg("sampling.engine=vllm")
     assert (cfg.sampling.engine, cfg.sampling.likelihood) == ("vllm", "rescore")
     assert compose_cfg("sampling.engine=vllm", "sampling.likelihood=engine").sampling.likelihood
+    processed = compose_cfg(  # β_i from vLLM's processed log-probs (rdx.lm.engines)
+        "sampling.engine=vllm", "sampling.likelihood=engine", "sampling.behavior_prob=processed"
+    )
+    assert processed.sampling.behavior_prob == "processed"
 
 
 def test_unknown_key_is_rejected():

@@ -148,6 +148,7 @@ def test_config_hash_ignores_only_what_does_not_change_results():
         {"sweep": "table1"},
         {"resume": "force"},
         {"trainer__epochs": 6},  # a run extends; rdx.run checks the checkpoint's epoch
+        {"sampling__vllm_memory": 0.5},  # where vLLM's memory goes draws no other row
     ):
         assert config_hash(config_identity(changed(**same))) == h, same
     for different in (
@@ -159,9 +160,15 @@ def test_config_hash_ignores_only_what_does_not_change_results():
         {"dataset__path": "/data"},
         {"sampling__engine": "vllm"},
         {"sampling__likelihood": "engine"},
+        {"reward__stop_accuracy": 0.95},
+        {"reward__train_max_sentences": 1000},
     ):
         assert config_hash(config_identity(changed(**different))) != h, different
     # a run recorded before sampling.engine and sampling.likelihood existed keeps its hash
     before = changed()
     del before["sampling"]["engine"], before["sampling"]["likelihood"]
+    assert config_hash(config_identity(before)) == h
+    # and one from before R's cap, stop and precision (issue 31)
+    for key in ("train_max_sentences", "stop_accuracy", "stop_check_steps", "train_precision"):
+        del before["reward"][key]
     assert config_hash(config_identity(before)) == h

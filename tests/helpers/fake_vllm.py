@@ -7,18 +7,29 @@ the HF model from the dir it is given, decodes requests in batches of `max_num_s
 logits as vLLM does (repetition penalty over prompt and output, temperature, top-k) and
 draws with torch.multinomial from the request's own generator (its seed): a random stream
 of its own, as vLLM's is. Stop tokens: the request's stop_token_ids, and the model's EOS
-unless ignore_eos; min_tokens masks both. Log-probs are the raw ones (logprobs_mode
-raw_logprobs): log_softmax of the unprocessed logits.
+unless ignore_eos; min_tokens masks both. Log-probs as logprobs_mode asks: raw_logprobs,
+log_softmax of the unprocessed logits; processed_logprobs, of the logits after the penalty,
+temperature and top-k (vLLM 0.32's samplers).
+
+What a real vLLM does beyond one engine, kept here because rdx must cope with it: an LLM
+while another in the process still holds its memory (not shut down through
+llm_engine.engine_core.shutdown()) fails vLLM's memory check; a model whose config names
+no architectures, with runner="auto", is taken for a pooling model and fails; the model
+runner is read from VLLM_USE_V2_MODEL_RUNNER when the LLM starts.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 __version__ = "0.0.0+fake"
 
@@ -78,13 +89,67 @@ class RequestOutput:
     outputs: list[CompletionOutput] = field(default_factory=list)
 
 
+class _EngineCore:
+    def __init__(self, llm: LLM) -> None:
+        self.llm = llm
+
+    def shutdown(self) -> None:
+        if self.llm in LLM.live:
+            LLM.live.remove(self.llm)
+        self.llm.shut_down = True
+
+
+class _LLMEngine:
+    def __init__(self, llm: LLM, v2: bool) -> None:
+        self.engine_core = _EngineCore(llm)
+        self.vllm_config = type("VllmConfig", (), {"use_v2_model_runner": v2})()
+
+
 class LLM:
-    """vllm.LLM on an HF model dir; `instances` keeps every one made (the tests read them)."""
+    """vllm.LLM on an HF model dir; `instances` keeps every one made (the tests read them),
+    `live` those not shut down."""
 
     instances: list[LLM] = []
+    live: list[LLM] = []
 
-    def __init__(self, model: str, *, seed: int = 0, max_num_seqs: int = 16, **kwargs: Any) -> None:
-        self.kwargs = {"model": model, "seed": seed, **kwargs}
+    def __init__(
+        self,
+        model: str,
+        *,
+        seed: int = 0,
+        max_num_seqs: int = 16,
+        runner: str = "auto",
+        hf_overrides: dict | None = None,
+        logprobs_mode: str = "raw_logprobs",
+        gpu_memory_utilization: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
+        if LLM.live:
+            raise ValueError(
+                "Free memory on device cuda:0 on startup is less than desired GPU memory "
+                f"utilization ({gpu_memory_utilization}): another engine holds it"
+            )
+        config = json.loads((Path(model) / "config.json").read_text())
+        arch = (hf_overrides or {}).get("architectures") or config.get("architectures")
+        if not arch and runner == "auto":
+            raise ValueError(f"{model}: no architectures; resolved runner auto to pooling")
+        if arch and arch[0] not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+            raise ValueError(f"{arch[0]} is not a text generation model")
+        if logprobs_mode not in ("raw_logprobs", "processed_logprobs"):
+            raise ValueError(f"logprobs_mode={logprobs_mode!r}: not in the fake")
+        self.kwargs = {
+            "model": model,
+            "seed": seed,
+            "runner": runner,
+            "hf_overrides": hf_overrides,
+            "logprobs_mode": logprobs_mode,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            **kwargs,
+        }
+        self.logprobs_mode = logprobs_mode
+        self.runner_env = os.environ.get("VLLM_USE_V2_MODEL_RUNNER")
+        self.llm_engine = _LLMEngine(self, self.runner_env == "1")
+        self.shut_down = False
         self.max_num_seqs = max_num_seqs
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
         eos = self.model.config.eos_token_id
@@ -94,6 +159,7 @@ class LLM:
         self.cache = "cache" if "cache" in params else "past_key_values"  # transformers 5
         self.requests: list[SamplingParams] = []
         LLM.instances.append(self)
+        LLM.live.append(self)
 
     def generate(
         self, prompts: list[dict[str, list[int]]], sampling_params: list[SamplingParams], **_: Any
@@ -153,7 +219,11 @@ class LLM:
                 nxt.append(tok)
                 if not finished[r]:
                     out[r].append(tok)
-                    logps[r].append({tok: Logprob(float(raw[r, tok]))})
+                    if self.logprobs_mode == "processed_logprobs":
+                        logp = float(torch.log_softmax(row, -1)[tok])
+                    else:
+                        logp = float(raw[r, tok])
+                    logps[r].append({tok: Logprob(logp)})
                     finished[r] = tok in stops or len(out[r]) == p.max_tokens
             if all(finished):
                 break

@@ -4,16 +4,27 @@ and the vLLM engine on CPU through tests/helpers/fake_vllm (vllm.LLM's interface
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import pytest
 import torch
 
-from rdx.lm.engines import Decoding, HFEngine, VLLMEngine, engine_prob, load_vllm, make_engine
+from rdx.hub import HubUnavailable
+from rdx.lm.engines import (
+    Decoding,
+    HFEngine,
+    VLLMEngine,
+    engine_key,
+    engine_prob,
+    load_vllm,
+    make_engine,
+)
 from rdx.lm.models import tiny_gpt2
+from rdx.lm.processed import processed_sequence_prob
 from rdx.lm.sampling import sample, sequence_prob
 from rdx.lm.sequences import Sequences
-from rdx.lm.vllm_mapping import MappingError, request_seed, sampling_kwargs
+from rdx.lm.vllm_mapping import MappingError, logprobs_mode, request_seed, sampling_kwargs
 from tests.helpers import fake_vllm
 
 EOS = 3
@@ -30,6 +41,8 @@ def keys_for(n: int, set_id: int = 0) -> torch.Tensor:
 def vllm(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
     monkeypatch.setattr(fake_vllm.LLM, "instances", [])
+    monkeypatch.setattr(fake_vllm.LLM, "live", [])
+    monkeypatch.delenv("VLLM_USE_V2_MODEL_RUNNER", raising=False)
     return fake_vllm
 
 
@@ -161,6 +174,7 @@ def test_vllm_rows_do_not_depend_on_batching_or_splits(vllm, beta):
     whole = VLLMEngine(path, dtype="float32", model_eos_ids=(EOS,), max_num_seqs=16)
     split = VLLMEngine(path, dtype="float32", model_eos_ids=(EOS,), max_num_seqs=5)
     a = whole.sample(prefixes, keys, d)
+    whole.close()  # one engine at a time holds the GPU
     parts = [
         split.sample(prefixes[s], keys[s], d) for s in (slice(0, 3), slice(3, 29), slice(29, 40))
     ]
@@ -169,7 +183,8 @@ def test_vllm_rows_do_not_depend_on_batching_or_splits(vllm, beta):
     assert torch.allclose(a.logprobs, torch.cat([p.logprobs for p in parts]), atol=1e-5)
     ended = Sequences.from_samples(a.tokens, 5, EOS).lengths < 25
     assert 0 < int(ended.sum()) < 40  # EOS stopped some rows, not all
-    other = whole.sample(prefixes, keys_for(40, set_id=1), d)
+    split.close()
+    other = whole.sample(prefixes, keys_for(40, set_id=1), d)  # sample after close restarts
     assert not torch.equal(a.tokens, other.tokens)  # another sample set, other draws
 
 
@@ -190,3 +205,106 @@ def test_engine_likelihood_is_the_rescoring_up_to_the_engines_numbers(vllm, beta
     drawn = make_engine("vllm", model, path, "float32").sample(prefixes_for(32), keys_for(32), d)
     seqs = Sequences.from_samples(drawn.tokens, 5, EOS)
     assert torch.allclose(engine_prob(drawn.logprobs, seqs), sequence_prob(model, seqs), atol=1e-5)
+
+
+def test_close_shuts_vllm_down_so_a_second_engine_starts(vllm, beta):
+    """vLLM's memory check fails a second LLM while the first holds the GPU (the next β
+    build of a launcher=basic sweep, in the same process); close() frees it."""
+    model, path = beta
+    d = Decoding(new_tokens=6, temperature=1.0, eos_id=EOS)
+    first = make_engine("vllm", model, path, "float32")
+    first.sample(prefixes_for(4), keys_for(4), d)
+    second = make_engine("vllm", model, path, "float32")
+    with pytest.raises(ValueError, match="less than desired GPU memory utilization"):
+        second.sample(prefixes_for(4), keys_for(4), d)
+    first.close()
+    assert vllm.LLM.instances[0].shut_down and vllm.LLM.live == []
+    second.sample(prefixes_for(4), keys_for(4), d)
+    first.close()  # closing twice, or an engine never started, is nothing
+    make_engine("vllm", model, path, "float32").close()
+    assert len(vllm.LLM.live) == 1
+
+
+def test_a_model_dir_without_architectures_loads_as_a_generator(vllm, beta, tmp_path):
+    """gpu-check's OPT-6.7B dir is a bare config: vLLM would take it for a pooling model."""
+    model, _ = beta
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["architectures"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="pooling"):  # what vLLM does on its own
+        vllm.LLM(str(tmp_path))
+    vllm.LLM.live.clear()
+    engine = make_engine("vllm", model, str(tmp_path), "float32")
+    drawn = engine.sample(prefixes_for(4), keys_for(4), Decoding(6, 1.0, EOS))
+    (llm,) = vllm.LLM.instances[-1:]
+    assert llm.kwargs["runner"] == "generate"
+    assert llm.kwargs["hf_overrides"] == {"architectures": ["GPT2LMHeadModel"]}
+    assert drawn.tokens.shape == (4, 11)
+    config["model_type"] = "no-such-model"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MappingError, match="model_type='no-such-model' has no causal-LM class"):
+        make_engine("vllm", model, str(tmp_path), "float32").sample(
+            prefixes_for(4), keys_for(4), Decoding(6, 1.0, EOS)
+        )
+
+
+def test_memory_share_and_model_runner_reach_vllm_and_the_key(vllm, beta, monkeypatch):
+    model, path = beta
+    d = Decoding(new_tokens=6, temperature=1.0, eos_id=EOS)
+    engine = make_engine("vllm", model, path, "float32", gpu_memory_utilization=0.3)
+    engine.sample(prefixes_for(4), keys_for(4), d)
+    (llm,) = vllm.LLM.instances
+    assert llm.kwargs["gpu_memory_utilization"] == 0.3
+    assert llm.runner_env == "0"  # V1 unless asked: vLLM 0.32 would pick V2 on CUDA
+    assert engine_key("vllm") == {"name": "vllm", "version": fake_vllm.__version__, "runner": "v1"}
+    engine.close()
+    monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "1")
+    v2 = make_engine("vllm", model, path, "float32")
+    v2.sample(prefixes_for(4), keys_for(4), d)
+    assert vllm.LLM.instances[-1].runner_env == "1" and engine_key("vllm")["runner"] == "v2"
+    monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "maybe")
+    with pytest.raises(ValueError, match="VLLM_USE_V2_MODEL_RUNNER='maybe': expected 0 or 1"):
+        engine_key("vllm")
+
+
+def test_processed_likelihood_comes_from_vllms_processed_log_probs(vllm, beta):
+    """behavior_prob=processed, likelihood=engine: vLLM's processed_logprobs (penalty,
+    temperature, top-k, rdx's order) give rdx's processed β_i; the key says which."""
+    model, path = beta
+    mode = logprobs_mode(behavior_prob="processed", likelihood="engine")
+    assert mode == "processed_logprobs"
+    assert logprobs_mode(behavior_prob="processed", likelihood="rescore") == "raw_logprobs"
+    options = dict(temperature=0.7, top_k=20, repetition_penalty=1.3)
+    d = Decoding(new_tokens=20, eos_id=EOS, **options)
+    engine = make_engine("vllm", model, path, "float32", logprobs_mode=mode)
+    drawn = engine.sample(prefixes_for(32), keys_for(32), d)
+    assert vllm.LLM.instances[0].kwargs["logprobs_mode"] == "processed_logprobs"
+    seqs = Sequences.from_samples(drawn.tokens, 5, EOS)
+    want = processed_sequence_prob(model, seqs, **options)
+    assert torch.allclose(engine_prob(drawn.logprobs, seqs), want, atol=1e-5)
+    assert not torch.allclose(want, sequence_prob(model, seqs), atol=1e-3)
+    assert engine_key("vllm", mode)["logprobs"] == "processed_logprobs"
+    assert "logprobs" not in engine_key("vllm")  # the raw entries' keys as before
+
+
+def test_a_hub_name_reaches_vllm_as_its_local_snapshot(vllm, beta, tmp_path, monkeypatch):
+    """Resolved under rdx's hub policy before vLLM sees it: an offline node fails in one
+    line instead of vLLM waiting on the network."""
+    from huggingface_hub import constants
+
+    model, path = beta
+    snap = tmp_path / "models--org--tiny" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    model.save_pretrained(snap)
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    make_engine("vllm", model, "org/tiny", "float32").sample(
+        prefixes_for(2), keys_for(2), Decoding(4, 1.0, EOS)
+    )
+    assert vllm.LLM.instances[0].kwargs["model"] == str(snap)
+    with pytest.raises(HubUnavailable) as err:
+        make_engine("vllm", model, "org/absent", "float32")
+    assert "'org/absent'" in str(err.value) and "\n" not in str(err.value)
+    assert len(vllm.LLM.instances) == 1  # refused before any vLLM started

@@ -1,9 +1,20 @@
 """On CUDA: the sampler, scoring, a bf16 training step, the hub presets' architectures
 at random init and the vLLM engine (where vLLM is installed). Skipped with a reason
-without CUDA (conftest); scripts/gpu-check runs them."""
+without CUDA (conftest); scripts/gpu-check runs them.
 
-import pytest
-import torch
+Offline: every model is made here or by the `hub` fixture (local dirs), and HF_HUB_OFFLINE
+is set before transformers or vLLM import. Each vLLM engine runs in a process of its own
+(spawned), so that its start, memory and child processes end with its test."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import multiprocessing  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from rdx.lm.archs import ARCHS, random_lm
 from rdx.lm.draw import keyed_uniforms
@@ -104,14 +115,31 @@ def test_a_last_layer_target_keeps_its_frozen_layers_in_bf16(hub):
     assert frozen == {torch.bfloat16} and trained == {torch.float32}
 
 
+def in_own_process(fn, *args):
+    """fn(*args) in a spawned process (a fresh CUDA context; vLLM's engine ends with it)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result(timeout=150)  # inside gpu-check's 180 s
+
+
 def test_vllm_engine_on_a_tiny_random_opt(tmp_path):
     """The real vLLM engine (sampling.engine=vllm) on a tiny OPT at random init: rows keep
     their prefixes, stop at EOS or run to full length as asked, do not depend on how the
-    rows are split, and its raw log-probs agree with the HF model's rescoring."""
+    rows are split, its raw log-probs agree with the HF model's rescoring, the HF β waits
+    on the host while vLLM holds the GPU, and close() frees vLLM for a second engine."""
     pytest.importorskip("vllm", reason="vLLM not installed: pip install 'rdx[vllm]'")
+    figures = in_own_process(vllm_engine_checks, str(tmp_path))
+    print(
+        f"vllm ({figures['runner']}): {figures['same']:.1%} of rows identical whole and "
+        f"split 9 + 55; raw log-probs vs HF rescoring (bf16): mean |Δ| {figures['mean']:.4f}, "
+        f"max {figures['max']:.4f}"
+    )
+
+
+def vllm_engine_checks(model_dir: str) -> dict:
     from transformers import OPTConfig, OPTForCausalLM
 
-    from rdx.lm.engines import Decoding, VLLMEngine, model_eos_ids
+    from rdx.lm.engines import Decoding, make_engine
 
     config = OPTConfig(
         hidden_size=128,
@@ -124,36 +152,41 @@ def test_vllm_engine_on_a_tiny_random_opt(tmp_path):
     )
     torch.manual_seed(0)
     model = OPTForCausalLM(config).eval()
-    model.save_pretrained(tmp_path)
+    model.save_pretrained(model_dir)
     model = model.to("cuda", torch.bfloat16)
-    engine = VLLMEngine(
-        str(tmp_path),
-        dtype="bfloat16",
-        model_eos_ids=model_eos_ids(model),
-        enforce_eager=True,  # no CUDA-graph capture: seconds, not a minute, for a test
-        max_model_len=64,
-    )
+    engine = make_engine("vllm", model, model_dir, "bfloat16", gpu_memory_utilization=0.3)
+    engine.llm_kwargs |= {"enforce_eager": True, "max_model_len": 64}  # seconds, not a minute
     n, eos = 64, config.eos_token_id
     prefixes = torch.randint(4, 512, (n, 5), generator=torch.Generator().manual_seed(3))
     d = Decoding(new_tokens=20, temperature=1.0, eos_id=eos, top_k=50, repetition_penalty=1.2)
     whole = engine.sample(prefixes, keys_for(n), d)
+    assert next(model.parameters()).device.type == "cpu"  # offloaded while vLLM holds the GPU
     parts = [engine.sample(prefixes[s], keys_for(n)[s], d) for s in (slice(0, 9), slice(9, n))]
     assert whole.tokens.shape == (n, 25) and torch.equal(whole.tokens[:, :5], prefixes)
     split = torch.cat([p.tokens for p in parts])
     same = (whole.tokens == split).all(1).float().mean().item()
-    print(f"vllm: {same:.1%} of rows identical whole and split 9 + 55")
     assert same >= 0.95  # kernels may differ with the batch's shape; the seeds do not
     seqs = Sequences.from_samples(whole.tokens, 5, eos)
     after = torch.arange(25)[None, :] >= seqs.lengths[:, None]
     assert whole.tokens[after].eq(eos).all()
+    fixed = engine.sample(prefixes, keys_for(n), Decoding(20, 1.0, eos, stop_at_eos=False))
+    assert fixed.tokens.shape == (n, 25) and (fixed.logprobs != 0).all()
+    engine.close()
+    assert next(model.parameters()).device.type == "cuda"  # back for the rescoring
     with torch.inference_mode():
         logits = model(input_ids=whole.tokens[:, :-1].cuda()).logits
     hf = token_logprobs(logits, whole.tokens[:, 1:].cuda()).float().cpu()[:, 4:]
     scored = seqs.mask()[:, 4:].bool()
     gap = (hf - whole.logprobs)[scored].abs()
-    print(
-        f"vllm raw log-probs vs HF rescoring (bf16): mean |Δ| {gap.mean():.4f}, max {gap.max():.4f}"
-    )
     assert gap.mean() < 0.05
-    fixed = engine.sample(prefixes, keys_for(n), Decoding(20, 1.0, eos, stop_at_eos=False))
-    assert fixed.tokens.shape == (n, 25) and (fixed.logprobs != 0).all()
+    second = make_engine("vllm", model, model_dir, "bfloat16", gpu_memory_utilization=0.3)
+    second.llm_kwargs |= {"enforce_eager": True, "max_model_len": 64}
+    again = second.sample(prefixes, keys_for(n), d)  # passes vLLM's memory check after close
+    second.close()
+    assert (again.tokens == whole.tokens).all(1).float().mean() >= 0.95
+    return {
+        "same": same,
+        "mean": gap.mean().item(),
+        "max": gap.max().item(),
+        "runner": second.runner,
+    }

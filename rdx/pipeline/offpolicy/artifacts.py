@@ -56,6 +56,7 @@ from rdx.lm.pretrain import classifier_accuracy, pack, pretrain_lm, train_classi
 from rdx.lm.processed import behavior_prob_of
 from rdx.lm.sequences import Sequences
 from rdx.lm.tokenizer import add_cls, build_tokenizer, load_tokenizer
+from rdx.lm.vllm_mapping import logprobs_mode
 from rdx.pipeline.cache import cached, cached_tensors
 from rdx.pipeline.offpolicy.shards import SCORE_BLOCK, TEXT_FIELDS, Stage, check_pool, row_plan
 
@@ -64,7 +65,22 @@ log = logging.getLogger("rdx")
 BUILD_SEED = 0  # β's pretraining: one β for every sample set and π seed
 PRETRAIN_BLOCK = 32  # tokens per LM window: covers one T=30 trajectory, half the cost of 64
 # sampling keys that change how β's rows are computed or checked, never what they are
-HOW_COMPUTED = ("batch_size", "shards", "shard", "chunk_rows", "allow_fewer_prefixes")
+HOW_COMPUTED = (
+    "batch_size",
+    "shards",
+    "shard",
+    "chunk_rows",
+    "allow_fewer_prefixes",
+    "vllm_memory",
+)
+# R's fine-tune settings added after entries were built without them: left out of R's key
+# at these values (which train as before), so the keys of those entries hold
+REWARD_SINCE_ADDED = {
+    "train_max_sentences": None,
+    "stop_accuracy": None,
+    "stop_check_steps": 200,
+    "train_precision": "fp32",
+}
 
 
 @dataclass
@@ -148,6 +164,10 @@ class Prepared:
         return self.sets[0].reward(output, self.label)
 
 
+def vllm_logprobs_mode(s: SamplingConfig) -> str:
+    return logprobs_mode(behavior_prob=s.behavior_prob, likelihood=s.likelihood)
+
+
 def corpus_digest(corpus: Corpus) -> str:
     """Hash of the corpus content: a changed generator or data file invalidates the cache."""
     h = hashlib.sha256()
@@ -173,7 +193,13 @@ def artifact_keys(
         behavior_key = {"dataset": data, "behavior": behavior, "kernels": kernels}
     else:  # a hub β is not trained: only its identity matters
         behavior_key = {"hub": local_id(cfg.behavior.hub)}
-    reward = {k: v for k, v in dataclasses.asdict(cfg.reward).items() if k != "output"}
+    reward = {
+        k: v
+        for k, v in dataclasses.asdict(cfg.reward).items()
+        if k != "output" and not (k in REWARD_SINCE_ADDED and v == REWARD_SINCE_ADDED[k])
+    }
+    if cfg.reward.stop_accuracy is None:
+        reward.pop("stop_check_steps", None)  # no stop: how often it is checked changes nothing
     reward["kernels"] = kernels
     if cfg.reward.hub is None:
         reward_key = {"dataset": data, "reward": reward, "task": task, "tokenizer": tokenizer}
@@ -203,7 +229,7 @@ def artifact_keys(
         "dtype": dtype,
         "kernels": kernels,
     }
-    engine = engine_key(cfg.sampling.engine)
+    engine = engine_key(cfg.sampling.engine, vllm_logprobs_mode(cfg.sampling))
     if engine is not None:
         traj_key["engine"] = engine  # vLLM's name and version: its rows are its own
     return {
@@ -299,7 +325,14 @@ def load_fixed(cfg: Config) -> Fixed:
         cache_dir=root,
         traj_key=keys["trajectories"],
         scores_key=keys["scores"],
-        engine=make_engine(s.engine, behavior, behavior_id, str(dtype).removeprefix("torch.")),
+        engine=make_engine(
+            s.engine,
+            behavior,
+            behavior_id,
+            str(dtype).removeprefix("torch."),
+            gpu_memory_utilization=s.vllm_memory,
+            logprobs_mode=vllm_logprobs_mode(s),
+        ),
     )
     return Fixed(
         corpus=corpus,
@@ -331,7 +364,10 @@ def prepare_shard(cfg: Config) -> list[Path]:
     shard's chunks of β's rows (cached; the merge happens in the runs' prepare)."""
     threads = torch.get_num_threads()
     fixed = load_fixed(cfg)
-    done = fixed.stage.build_shard(cfg.sampling.shard, cfg.sampling.shards)
+    try:
+        done = fixed.stage.build_shard(cfg.sampling.shard, cfg.sampling.shards)
+    finally:
+        fixed.stage.engine.close()  # vLLM's processes end with the job, not the process
     torch.set_num_threads(threads)
     return done
 
@@ -347,14 +383,17 @@ def prepare(cfg: Config) -> Prepared | ShardBuilt:
     behavior_codec, tokenizer = f.behavior_codec, f.tokenizer
     reward_accuracy = json.loads((f.rew_dir / "metrics.json").read_text())["heldout_accuracy"]
     judge = load_judge(cfg, f) if cfg.eval.judge else None
-    traj_dir, traj = cached_tensors(  # plain data: no code runs
-        root,
-        "trajectories",
-        stage.traj_key,
-        stage.merged_trajectories,
-        TRAJECTORIES_VERSION,
-        "trajectories.pt",
-    )
+    try:
+        traj_dir, traj = cached_tensors(  # plain data: no code runs
+            root,
+            "trajectories",
+            stage.traj_key,
+            stage.merged_trajectories,
+            TRAJECTORIES_VERSION,
+            "trajectories.pt",
+        )
+    finally:  # every row is drawn: vLLM's processes and memory go before the scoring
+        stage.engine.close()
     p = traj["prefix_len"]
     eos = codec.eos_id if s.stop_at_eos else None  # EOS ends a row only when it stops one
     behavior_sets = [Sequences.from_samples(t["tokens"], p, eos) for t in traj["train"]]
@@ -490,8 +529,11 @@ def build_reward(
         rtok = load_hub("tokenizer", r.hub)
         model = load_hub("classifier", r.hub, num_labels=n_labels, dtype=torch.float32)
     model = use_kernels(model.to(device), kernels)
+    train = capped(train, r.train_max_sentences)
+    check = capped(test, STOP_HELDOUT)  # the stop's held-out sentences (the authors': test)
+    done: dict[str, Any] = {}
     if r.train_epochs > 0:
-        train_classifier(
+        done = train_classifier(
             model,
             rtok,
             [e.text for e in train],
@@ -500,12 +542,31 @@ def build_reward(
             lr=r.train_lr,
             batch_size=r.train_batch_size,
             seed=seed,
+            precision=r.train_precision,
+            stop_accuracy=r.stop_accuracy,
+            stop_check_steps=r.stop_check_steps,
+            heldout=([e.text for e in check], [e.label for e in check]),
         )
     acc = classifier_accuracy(model.eval(), rtok, [e.text for e in test], [e.label for e in test])
     log.info("reward classifier (%s) held-out accuracy %.3f on %d sentences", task, acc, len(test))
     model.cpu().save_pretrained(out)
     rtok.save_pretrained(out)
-    (out / "metrics.json").write_text(json.dumps({"heldout_accuracy": acc, "n_test": len(test)}))
+    metrics = {"heldout_accuracy": acc, "n_test": len(test)}
+    if r.train_max_sentences is not None or r.stop_accuracy is not None:
+        metrics |= {"n_train": len(train), **{f"train_{k}": v for k, v in done.items()}}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+
+
+STOP_HELDOUT = 2048  # held-out sentences of reward.stop_accuracy's check: a few forwards
+
+
+def capped(train: list[Example], cap: int | None) -> list[Example]:
+    """At most `cap` training sentences, a seeded draw that keeps both classes' shares in
+    expectation (order kept); all of them, as they are, without a cap or under it."""
+    if cap is None or len(train) <= cap:
+        return train
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:cap]
+    return [train[i] for i in sorted(keep.tolist())]
 
 
 # 2: trajectories also stored as text (different tokenizers); 3: a list of sample sets,

@@ -256,15 +256,14 @@ class Stage:
         return cached(self.cache_dir, "score-chunks", key, build, SCORE_CHUNK_VERSION)
 
     def build_shard(self, shard: int, shards: int) -> list[Path]:
-        """Sample and score the shard's chunks (shard, shard + shards, …); cached ones are
-        reused, so a requeued shard continues at its first missing chunk."""
+        """Sample, then score, the shard's chunks (shard, shard + shards, …); cached ones
+        are reused, so a requeued shard continues at its first missing chunk."""
         n = self.n_chunks
         mine = list(range(shard, n, shards))
         log.info("shard %d/%d: chunks %s of %d", shard, shards, mine, n)
-        done = []
-        for c in mine:
-            done += [self.trajectory_chunk(c), self.score_chunk(c)]
-        return done
+        drawn = [self.trajectory_chunk(c) for c in mine]
+        self.engine.close()  # all drawn: vLLM's memory is freed (the HF β back) to score
+        return [path for c, t in zip(mine, drawn, strict=True) for path in (t, self.score_chunk(c))]
 
     def merged_trajectories(self, out: Path) -> None:
         """The trajectories entry: every chunk's rows, split into sample sets and eval."""
