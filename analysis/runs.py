@@ -73,6 +73,12 @@ def _py(value: Any) -> Any:
     return value
 
 
+def diverged(rec: dict[str, Any]) -> bool:
+    """A run whose training went non-finite (rdx.finite.divergence): kept, with no figures;
+    the tables show it in its cell and the degeneration claims count it as a collapse."""
+    return rec.get("diverged_epoch") is not None
+
+
 def fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else f"{value:g}"

@@ -487,10 +487,10 @@ def _trace(policy, prep: Prepared, probe, keep, cfg: Config, device) -> dict[str
 
 
 def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict[str, Any]:
-    last = history[-1]
+    last = history[-1] if history else {}  # none: diverged in the first epoch (loop.diverged)
     s = cfg.sampling
     return {
-        **loop.headline(last["train/acc"], last["train/reward"], last),
+        **loop.headline(last.get("train/acc"), last.get("train/reward"), last),
         "reward_model_accuracy": prep.reward_accuracy,
         **loop.axes(cfg),
         **lora_axes(cfg.model.trainable, cfg.model.lora),
