@@ -4,6 +4,8 @@ a random init in the claims, and diverged runs kept, shown and counted."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +128,33 @@ def test_a_table_shows_a_diverged_run_in_its_cell_and_counts_it(diverged_runs, t
     assert "Diverged runs: 4, in N/A – Negative: 3/3; N/A – Positive: 1/3" in md
     assert "k/n diverged: runs whose training went non-finite" in md
     assert "diverged (3/3)" in (out / "table1.tex").read_text()
+
+
+def test_the_scale_mode_sweeps_three_sizes_of_steps_per_epoch(tmp_path):
+    """scripts/reproduce-cpu scale: one sweep per size (8, 32, 128 steps of 16 per epoch),
+    each Yelp × {N/A, quantile 0.95} × 3 seeds at random init, in fig3_authors' regime."""
+    from tests.cli.test_sweeps import job_config, sweep_jobs
+
+    repo = Path(__file__).resolve().parents[2]
+    yelp = tmp_path / "data" / "yelp"  # the pre-launch check wants the files to exist
+    yelp.mkdir(parents=True)
+    for k in (0, 1):
+        (yelp / f"sentiment.train.{k}").write_text("a sentence\n")
+    out = tmp_path / "runs"
+    env = {**os.environ, "PYTHON": "echo", "DATA": str(tmp_path / "data")}  # print commands
+    proc = subprocess.run([repo / "scripts" / "reproduce-cpu", "scale", str(out)],
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    for line, steps in zip(lines, (8, 32, 128), strict=True):
+        args = line.split()[3:]  # after "-m rdx.train -m"
+        sweep_dir = f"hydra.sweep.dir={out}/yelp-scale{steps}-random-negative+positive"
+        assert args[-1] == sweep_dir
+        jobs = sweep_jobs("fig3_authors", *args[:-1])
+        assert len(jobs) == 2 * 2 * 3  # attributes × arms × seeds
+        arms = {next(o for o in job if o.startswith("+sweeps/arm=")) for job in jobs}
+        assert arms == {"+sweeps/arm=none", "+sweeps/arm=quantile-0.95"}
+        cfg = job_config(*next(job for job in jobs if "+sweeps/arm=quantile-0.95" in job))
+        assert cfg.sampling.num_prefixes // cfg.trainer.batch_size == steps
+        assert (cfg.model.init, cfg.dataset.name, cfg.trainer.epochs) == ("random", "yelp", 20)
+        assert (cfg.sampling.online, cfg.eval.greedy, cfg.gamma) == (True, "plain", 0.95)
