@@ -31,11 +31,16 @@ compares the largest with the smallest quantile γ:
   Fig. 3a (DESIGN §9): N/A degenerates: a run's last epoch is below the best epoch of the
       first half of training (inference.falls: fall = best − last > 0, the best epoch picked
       on the other runs of the arm); and quantile falls less than N/A, the paired contrast
-      N/A's fall − quantile's > 0; each on both objectives
+      N/A's fall − quantile's > 0; each on both objectives. A diverged run (training went
+      non-finite: no last epoch) is not in these falls; it counts as a collapse in
+      "N/A collapses more often than quantile" (share of runs whose two objectives both
+      fall or that diverged, N/A − quantile) and in Fig. 3b's joint degeneration, and in
+      its own count row, "runs that diverged" (share, N/A − quantile; the note names them)
   Fig. 3a: quantile increases both objectives: its last − first epoch > 0, on each
   Fig. 3a: both objectives decline together under N/A, not under quantile: the share of runs
       whose two objectives both fell (fall > 0 on each), share(N/A) − share(quantile) > 0,
-      paired by unit; the note counts the runs that fell jointly in each arm
+      paired by unit; the note counts the runs that fell jointly in each arm (finished runs
+      only: the paper's wording; the collapse row above counts diverged runs too)
   Fig. 3b: under a pretrained init (behavior, pretrained) the joint degeneration of N/A
       (both objectives fall) is less frequent than under init=random: share(random) −
       share(pretrained) > 0, paired by unit; the note names the attributes where it still
@@ -100,10 +105,12 @@ from analysis.runs import (
     CONTEXT,
     DUPLICATE_RULES,
     INIT_ORDER,
+    RANDOM_INITS,
     TABLE2_GAMMA,
     RunsError,
     config_axes,
     context_label,
+    diverged,
     epoch_curves,
     fmt_value,
     load,
@@ -324,9 +331,10 @@ class Curves:
         return value_of
 
     def falls(self, runs: list[dict[str, Any]], key: str) -> Values:
-        """{unit: best first-half epoch − last epoch} of one arm's runs (inference.falls)."""
+        """{unit: best first-half epoch − last epoch} of one arm's runs (inference.falls);
+        a diverged run has no last epoch: collapse_claims counts it instead."""
         values(runs, lambda r: 0.0)  # refuses two runs of one unit
-        return falls({unit(r): self.curve(r, key) for r in runs})
+        return falls({unit(r): self.curve(r, key) for r in runs if not diverged(r)})
 
     def probe_change(self, kept: bool) -> Callable[[dict], float | None]:
         """Mean π̄ of the probe batch's drop-in (kept) or drop-out samples: last − first
@@ -464,24 +472,83 @@ def degeneration_claims(runs: list[dict[str, Any]], curves: Curves, init: Any) -
     return rows
 
 
+def collapse_claims(runs: list[dict[str, Any]], curves: Curves, init: Any) -> list[Row]:
+    """Fig. 3a on the runs of one init, counting diverged runs (training went non-finite,
+    rdx.pipeline.loop.diverged) as collapses: the share of N/A's runs whose two objectives
+    both fall or that diverged, against quantile's; and the diverged runs' own count row.
+    The authors' AG News N/A runs ended in NaN: left out, they would hide the collapse."""
+    q = gammas(runs, "quantile")
+    q_hi, na = (arm(runs, "quantile", q[-1]) if q else []), arm(runs, "none")
+    at, qg = f" (init={fmt_value(init)})", _g(q[-1] if q else None)
+    rows = []
+    for data, keys in OBJECTIVE_PAIRS:
+        j_na, j_q = joint_degeneration(na, curves, keys), joint_degeneration(q_hi, curves, keys)
+        row = paired_row(
+            f"Fig. 3a: N/A collapses more often than quantile{qg}, a diverged run a collapse: "
+            f"share(N/A) − share(quantile){at}",
+            f"{keys[0]} and {keys[1]} both fall, or diverged",
+            data,
+            1,
+            j_na,
+            j_q,
+        )
+        arms = ((j_na, na, "N/A"), (j_q, q_hi, "quantile"))
+        row.note = "; ".join(_collapsed(j, a, name) for j, a, name in arms if a)
+        rows.append(row)
+    went = [{unit(r): float(diverged(r)) for r in a} for a in (na, q_hi)]
+    row = paired_row(
+        f"Fig. 3a: runs that diverged (a non-finite loss or gradient): share(N/A) − "
+        f"share(quantile{qg}){at}",
+        "diverged",
+        TRAIN,
+        1,
+        *went,
+    )
+    arms = ((na, "N/A"), (q_hi, "quantile"))
+    row.note = "; ".join(_diverged_where(a, name) for a, name in arms if a)
+    return [*rows, row]
+
+
+def _collapsed(joint: Values, runs: list[dict[str, Any]], name: str) -> str:
+    """'N/A 5/6 (2 diverged)': the arm's collapsed runs, of those measured."""
+    n_div = sum(diverged(r) for r in runs)
+    return f"{name} {int(sum(joint.values()))}/{len(joint)} ({n_div} diverged)"
+
+
+def _diverged_where(runs: list[dict[str, Any]], name: str) -> str:
+    """'N/A 2/6: negative seed 0 at epoch 3 step 27, ...' (the first three named)."""
+    hits = sorted((r for r in runs if diverged(r)), key=lambda r: str(unit(r)))
+    where = [
+        f"{r['attribute']} seed {fmt_value(r['seed'])} at epoch {fmt_value(r['diverged_epoch'])}"
+        f" step {fmt_value(r.get('diverged_step'))}"
+        for r in hits[:3]
+    ]
+    more = f" and {len(hits) - 3} more" if len(hits) > 3 else ""
+    return f"{name} {len(hits)}/{len(runs)}" + (f": {', '.join(where)}{more}" if hits else "")
+
+
 def joint_degeneration(runs: list[dict[str, Any]], curves: Curves, keys: tuple[str, str]) -> Values:
-    """{unit: 1.0 if both objectives fell (fall > 0), else 0.0}."""
+    """{unit: 1.0 if both objectives fell (fall > 0) or the run diverged, else 0.0}."""
     a, b = (curves.falls(runs, k) for k in keys)
-    return {u: float(a[u] > 0 and b[u] > 0) for u in set(a) & set(b)}
+    fell = {u: float(a[u] > 0 and b[u] > 0) for u in set(a) & set(b)}
+    return fell | {unit(r): 1.0 for r in runs if diverged(r)}  # ended non-finite: a collapse
 
 
 def pretrained_claims(block: list[dict[str, Any]], curves: Curves) -> list[Row]:
-    """Fig. 3b: N/A's joint degeneration is rarer under each pretrained init than random."""
-    rand = arm([r for r in block if r["init"] == "random"], "none")
-    inits = sorted({r["init"] for r in block} - {"random", None}, key=_init_rank) or ["pretrained"]
+    """Fig. 3b: N/A's joint degeneration is rarer under each pretrained init than under each
+    random one (random, uniform) present."""
+    present = {r["init"] for r in block}
+    bases = [i for i in RANDOM_INITS if i in present] or ["random"]
+    inits = sorted(present - {*RANDOM_INITS, None}, key=_init_rank) or ["pretrained"]
     rows = []
-    for init in inits:
+    for base, init in ((b, i) for b in bases for i in inits):
+        rand = arm([r for r in block if r["init"] == base], "none")
         pre = arm([r for r in block if r["init"] == init], "none")
         for data, keys in OBJECTIVE_PAIRS:
             j_rand, j_pre = (joint_degeneration(x, curves, keys) for x in (rand, pre))
             row = paired_row(
                 f"Fig. 3b: N/A's joint degeneration is less frequent at init={init} than at "
-                "init=random: share(random) − share(pretrained)",
+                f"init={base}: share(random) − share(pretrained)",
                 f"{keys[0]} and {keys[1]} both fall",
                 data,
                 1,
@@ -756,6 +823,7 @@ def evaluate(
             rows += degeneration_claims([r for r in block if r["init"] == init], curves, init)
             rows += rise_claims([r for r in block if r["init"] == init], curves, init)
             rows += joint_decline_claims([r for r in block if r["init"] == init], curves, init)
+            rows += collapse_claims([r for r in block if r["init"] == init], curves, init)
         rows += pretrained_claims(block, curves)
         rows += non_pretrained_claims(block)
         context = context_label(block, axes, recs) if block else "no completed runs"

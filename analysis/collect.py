@@ -3,7 +3,8 @@
     python -m analysis.collect --runs runs --out results/runs.csv
     python -m analysis.collect --source wandb --project entity/project [--filters JSON]
 
-Completed runs go to `--out`; failed, running, preempted or unreadable runs go to
+Completed runs go to `--out`, diverged ones too (`diverged_epoch` and `diverged_step` set,
+no figures: rdx.pipeline.loop.diverged); failed, running, preempted or unreadable runs go to
 `<out stem>.incomplete.csv` and are listed on stderr, so no average ever mixes them in.
 `status.json` is the truth: Hydra and submitit report failed jobs as completed.
 """
@@ -119,9 +120,10 @@ def read_run(run_dir: Path, root: Path) -> tuple[dict[str, Any] | None, dict[str
 
 # What each summary field must hold for the tables: a wrong type marks the run unreadable
 # here instead of failing analysis.tables later on a string where a number was expected.
-_NUMBERS = ("acc", "reward", "acc_plus_reward")  # required numbers
+_NUMBERS = ("acc", "reward", "acc_plus_reward")  # required numbers, null if diverged
 _OPTIONAL_NUMBERS = ("gamma", "delta", "lr", "reward_model_accuracy")
 _INTEGERS = ("seed", "epochs")
+_OPTIONAL_INTEGERS = ("diverged_epoch", "diverged_step")  # rdx.finite.divergence
 _STRINGS = ("dataset", "attribute", "dropout", "model", "behavior", "reward_model", "init")
 
 
@@ -136,11 +138,14 @@ def _type_problem(status: dict[str, Any], summary: dict[str, Any]) -> str | None
         return f"status.json: state={status.get('state')!r} is not a string"
     if not summary:
         return None
+    # A diverged run is a row with no figures (its numbers ended non-finite), never dropped.
+    diverged = summary.get("diverged_epoch") is not None
     for key, value in summary.items():
         if key in _NUMBERS or key in _OPTIONAL_NUMBERS or key.startswith(("eval/", "train/")):
-            ok = _is_number(value) or (value is None and key not in _NUMBERS)
-        elif key in _INTEGERS:
+            ok = _is_number(value) or (value is None and (key not in _NUMBERS or diverged))
+        elif key in _INTEGERS or key in _OPTIONAL_INTEGERS:
             ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = ok or (value is None and key in _OPTIONAL_INTEGERS)
         elif key in _STRINGS:
             ok = isinstance(value, str) or value is None
         else:
@@ -155,7 +160,7 @@ def _type_problem(status: dict[str, Any], summary: dict[str, Any]) -> str | None
 
 
 def _kind(key: str) -> str:
-    if key in _INTEGERS:
+    if key in _INTEGERS or key in _OPTIONAL_INTEGERS:
         return "integer"
     return "string" if key in _STRINGS else "number"
 

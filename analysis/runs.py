@@ -31,7 +31,9 @@ ATTRIBUTES = [a for attrs in DATASET_ATTRIBUTES["synthetic"].values() for a in a
 # Rows as in the paper's Table 1: N/A, random (the plain dropout baseline), then rdx's order.
 DROPOUTS = sorted(DROPOUT_MODES, key=lambda m: (m != "none", m != "random", DROPOUT_MODES.index(m)))
 NO_GAMMA = [m for m in DROPOUT_MODES if m not in GAMMA_MODES]  # none, threshold
-INIT_ORDER = ["random", "behavior", "pretrained"]
+INIT_ORDER = ["random", "uniform", "behavior", "pretrained"]
+# Not pretrained: fresh weights (uniform: the authors' U(±0.05) draw, rdx.lm.models)
+RANDOM_INITS = ("random", "uniform")
 # What the target was trained with, besides dropout: runs that differ here are different
 # experiments, so they go to different blocks (or, in table2, different rows).
 TARGET = ["model", "init", "epochs", "lr"]
@@ -70,6 +72,12 @@ def _py(value: Any) -> Any:
     if hasattr(value, "item"):
         return _py(value.item())
     return value
+
+
+def diverged(rec: dict[str, Any]) -> bool:
+    """A run whose training went non-finite (rdx.finite.divergence): kept, with no figures;
+    the tables show it in its cell and the degeneration claims count it as a collapse."""
+    return rec.get("diverged_epoch") is not None
 
 
 def fmt_value(value: Any) -> str:

@@ -14,6 +14,10 @@ not a table's rows or columns (model, init, lr, ..., and any dotted, text or tru
 setting in the summary, e.g. `sampling.stop_at_eos` or `dropout.random_replacement`), the
 table gets one block per combination instead of averaging across them.
 
+A diverged run (its training went non-finite, rdx.pipeline.loop.diverged: no figures)
+counts in its cell, not in the mean: "0.512 ± 0.020 (1/3 diverged)", or "diverged (3/3)"
+when every seed did; each table lists those cells and counts their runs.
+
 The PPO/DPO runs of the CSV are left to analysis.harmless (Fig. 4, Table 5). Each run of
 this module first removes the table1/2/34 files an earlier one left in --out, then writes
 only the tables its runs support, each naming those runs (a `Source:` line in Markdown, a
@@ -50,6 +54,7 @@ from analysis.runs import (
     config_axes,
     context_label,
     fmt_replicate,
+    diverged,
     fmt_value,
     identity_axes,
     provenance,
@@ -211,9 +216,11 @@ def _col_metric(name: str) -> Callable[[dict, Any], float | None]:
     """Value of `name` for the column the run belongs to (columns are attributes)."""
 
     def value_of(rec: dict, col: Any) -> float | None:
-        if rec["attribute"] != col or rec.get(name) is None:
+        if rec["attribute"] != col:
             return None
-        return float(rec[name])
+        if diverged(rec):
+            return math.nan  # DIVERGED: in the cell, never in its mean
+        return None if rec.get(name) is None else float(rec[name])
 
     return value_of
 
@@ -344,6 +351,8 @@ def table34(recs: list[dict[str, Any]], full_grid: bool = False) -> tuple[list[G
 
 
 def _metric_any(rec: dict, col: str) -> float | None:
+    if diverged(rec):
+        return math.nan  # DIVERGED
     return None if rec.get(col) is None else float(rec[col])
 
 
@@ -357,12 +366,18 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def _finite(values: list[float] | None) -> list[float]:
+    """A cell's values without its diverged runs (NaN in the cell: DIVERGED)."""
+    return [v for v in values or [] if not math.isnan(v)]
+
+
 def _bold_mask(grid: Grid) -> list[list[bool]]:
     """Cells whose displayed (3-decimal) mean is the best of their group and column."""
     mask = [[False] * len(grid.col_labels) for _ in grid.row_labels]
     for group in grid.bold_groups:
         for j in range(len(grid.col_labels)):
-            means = {i: round(_stats(grid.cells[i][j])[0], 3) for i in group if grid.cells[i][j]}
+            finite = {i: _finite(grid.cells[i][j]) for i in group}
+            means = {i: round(_stats(v)[0], 3) for i, v in finite.items() if v}
             if means:
                 best = max(means.values())
                 for i, m in means.items():
@@ -378,10 +393,27 @@ def _modal_n(grid: Grid) -> int:
 def _cell_text(values: list[float] | None, modal_n: int, tex: bool) -> str:
     if not values:
         return "---" if tex else "—"
-    mean, std = _stats(values)
+    finite = _finite(values)
+    marks = [] if len(values) == modal_n else [f"n={len(values)}"]
+    if not finite:  # every run of the cell diverged
+        return f"diverged ({', '.join([*marks, f'{len(values)}/{len(values)}'])})"
+    mean, std = _stats(finite)
     pm = " $\\pm$ " if tex else " ± "
-    text = f"{mean:.3f}" if len(values) < 2 else f"{mean:.3f}{pm}{std:.3f}"
-    return text if len(values) == modal_n else f"{text} (n={len(values)})"
+    text = f"{mean:.3f}" if len(finite) < 2 else f"{mean:.3f}{pm}{std:.3f}"
+    if len(finite) < len(values):
+        marks.append(f"{len(values) - len(finite)}/{len(values)} diverged")
+    return f"{text} ({', '.join(marks)})" if marks else text
+
+
+def _diverged_cells(grid: Grid) -> list[tuple[str, int, int]]:
+    """("N/A – Negative", diverged runs, runs) for each cell holding a diverged run."""
+    out = []
+    for labels, line in zip(grid.row_labels, grid.cells, strict=True):
+        for col, values in zip(grid.col_labels, line, strict=True):
+            n = len(values or []) - len(_finite(values))
+            if n:
+                out.append((f"{' '.join(labels)} {col}", n, len(values)))
+    return out
 
 
 def _tex(text: str) -> str:
@@ -401,10 +433,21 @@ def _tex(text: str) -> str:
     return text
 
 
+def _diverged_line(grid: Grid) -> str:
+    cells = _diverged_cells(grid)
+    where = "; ".join(f"{name}: {n}/{total}" for name, n, total in cells)
+    return f"Diverged runs: {sum(n for _, n, _ in cells)}, in {where}"
+
+
 def _notes(grid: Grid, modal_n: int) -> str:
+    diverged = (
+        "; k/n diverged: runs whose training went non-finite, counted in n, not in the mean"
+        if _diverged_cells(grid)
+        else ""
+    )
     return (
         f"{grid.caption}. Mean ± std over seeds where n > 1; n = {modal_n} per cell unless "
-        f"marked (n=k); bold: {grid.bold_note}."
+        f"marked (n=k){diverged}; bold: {grid.bold_note}."
     )
 
 
@@ -437,6 +480,8 @@ def render_markdown(grid: Grid) -> str:
     ]
     if grid.missing:
         lines += ["", f"Missing cells (—): {'; '.join(grid.missing)}"]
+    if _diverged_cells(grid):
+        lines += ["", _diverged_line(grid)]
     return "\n".join(lines) + "\n"
 
 
@@ -444,6 +489,8 @@ def render_latex(grid: Grid, label: str) -> str:
     caption = f"{grid.title}: {_notes(grid, _modal_n(grid))} Runs: {grid.context}."
     if grid.missing:
         caption += f" Missing (---): {'; '.join(grid.missing)}."
+    if _diverged_cells(grid):
+        caption += f" {_diverged_line(grid)}."
     return _frame(grid, tex=True).to_latex(
         index=False,
         escape=False,

@@ -54,8 +54,9 @@ class ModelConfig:
 
     name: str = "tiny"
     hub: str | None = None  # a Hugging Face name (or a saved dir); None = rdx's tiny GPT-2
-    # random: fresh weights (the paper's Fig. 3a) | behavior: β's | pretrained: the hub's
-    init: str = one_of("random", "behavior", "pretrained")
+    # random: fresh weights (the paper's Fig. 3a) | behavior: β's | pretrained: the hub's |
+    # uniform: every weight from U(−0.05, 0.05), the authors' Fig. 3a init (rdx.lm.models)
+    init: str = one_of("random", "behavior", "pretrained", "uniform")
     # last_layer: the paper's ≥1B targets; lora: adapters only (rdx.lm.lora)
     trainable: str = one_of("all", "last_layer", "lora")
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -1,7 +1,10 @@
 """Non-finite numbers (NaN, ±inf) are never results (docs/reliability.md).
 
 Where numbers are produced: training stops at the first step whose loss or gradient is not
-finite (`check_step`), and no record is written holding one (`first_non_finite`, used by
+finite (`check_step`), before the weights take it; rdx.pipeline.loop records that run as
+diverged (its epoch and step in summary.json and status.json, `divergence`): a result,
+since an objective that drives π to NaN is what some of the paper's arms do, with no
+figures. No record is written holding a non-finite number (`first_non_finite`, used by
 rdx.records.write_json). Where they are read: rdx.records refuses them in JSON records, and
 analysis leaves out the runs that hold them. This module imports no torch at the top, so
 the records and analysis that use it stay light.
@@ -17,7 +20,12 @@ from typing import Any
 
 class NonFinite(ArithmeticError):
     """A loss, gradient or recorded number that is NaN or infinite; the message is one line
-    naming where (the step, or the file and key)."""
+    naming where (the step, or the file and key). `step`: the 1-based optimisation step
+    whose loss or gradient it was, where known (check_step, in_step)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 def first_non_finite(value: Any, prefix: str = "") -> tuple[str, float] | None:
@@ -58,15 +66,18 @@ def check_step(step: int | str, loss: Any, parameters: Iterable[Any] | None = No
     else:
         value = float(loss)
     where = f"step {step}" if isinstance(step, int) else step
+    at = step if isinstance(step, int) else None
     if not math.isfinite(value):
         raise NonFinite(
             f"training diverged at {where}: the loss is {value}; lower trainer.lr "
-            "(or check the rewards and the data); the run is marked failed"
+            "(or check the rewards and the data)",
+            at,
         )
     if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
         raise NonFinite(
             f"training diverged at {where}: a gradient is not finite (loss {value:.4g}); "
-            "lower trainer.lr (or check the rewards and the data); the run is marked failed"
+            "lower trainer.lr (or check the rewards and the data)",
+            at,
         )
 
 
@@ -77,4 +88,13 @@ def in_step(step: int) -> Iterator[None]:
     try:
         yield
     except NonFinite as err:
-        raise NonFinite(str(err).replace("diverged at ", f"diverged at step {step}, ", 1)) from None
+        message = str(err).replace("diverged at ", f"diverged at step {step}, ", 1)
+        raise NonFinite(message, step) from None
+
+
+def divergence(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """{"epoch": ..., "step": ...} of a diverged run's summary.json (its `diverged_epoch`
+    and `diverged_step`, rdx.pipeline.loop.diverged), None for any other run's."""
+    if summary.get("diverged_epoch") is None:
+        return None
+    return {"epoch": summary["diverged_epoch"], "step": summary.get("diverged_step")}

@@ -383,11 +383,16 @@ class RunRecords:
         return record if isinstance(record, dict) or record is None else None
 
     def set_status(
-        self, state: str, error: str | None = None, config_hash: str | None = None
+        self,
+        state: str,
+        error: str | None = None,
+        config_hash: str | None = None,
+        diverged: dict[str, Any] | None = None,
     ) -> None:
         """Record the run's state. A final state (failed, interrupted, preempted) is written
         even on a full disk (the reserve is freed for it); when it cannot be written at all
-        (read-only disk) it goes to stderr and this returns."""
+        (read-only disk) it goes to stderr and this returns. `diverged` ({"epoch", "step"}):
+        a completed run whose training went non-finite (rdx.pipeline.loop.diverged)."""
         old = self.status() or {}
         # Each attempt's commit (a run resumed under new code): git_sha is the latest's.
         shas = old.get("git_shas") if isinstance(old.get("git_shas"), list) else []
@@ -403,6 +408,7 @@ class RunRecords:
             "ended": _now() if state in ("completed", "failed", "interrupted") else None,
             "attempts": old.get("attempts", 0) + (state == "running"),
             "config_hash": config_hash or old.get("config_hash"),
+            **({"diverged": diverged} if diverged else {}),
         }
         try:
             write_json(self.status_path, record)

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from rdx.config import Config, to_dict
+from rdx.finite import divergence
 from rdx.records import (
     RunDirError,
     RunRecords,
@@ -251,7 +252,7 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
             summary = train(cfg, prep, records, logger)
             write_json(summary_path, summary)
             logger.summary(summary)
-            records.set_status("completed")
+            records.set_status("completed", diverged=divergence(summary))
         except BaseException as err:
             if interrupted.signal and isinstance(err, SystemExit):
                 # submitit exits this way once it has requeued the job: status.json keeps
@@ -282,6 +283,11 @@ def _execute(cfg: Config, records: RunRecords, threads: int) -> float | None:
                 logger.finish(exit_code=1)
             raise
     logger.finish()
+    where = divergence(summary)
+    if where is not None:
+        log.info("done: diverged at epoch %d, step %s -> %s", where["epoch"], where["step"],
+                 summary_path)  # fmt: skip
+        return None
     log.info(
         "done: acc %.3f reward %.3f acc+reward %.3f -> %s",
         summary["acc"],

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rdx.finite import divergence
+
 
 def heldout_acc_plus_reward(summary: dict[str, Any]) -> float:
     """eval/acc + eval/reward of a run's summary.json (held-out prefixes, DESIGN §3)."""
@@ -26,8 +28,11 @@ def heldout_acc_plus_reward(summary: dict[str, Any]) -> float:
 
 def sweep_value(run_dir: str | Path) -> float | None:
     """The held-out Acc+Reward of the run in run_dir, or None where it wrote no summary
-    (stage=prepare)."""
+    (stage=prepare) or diverged (no figures: a sweeper fails that trial)."""
     path = Path(run_dir) / "summary.json"
     if not path.exists():
         return None
-    return heldout_acc_plus_reward(json.loads(path.read_text()))
+    summary = json.loads(path.read_text())
+    if divergence(summary) is not None:
+        return None
+    return heldout_acc_plus_reward(summary)

@@ -117,6 +117,24 @@ def max_positions(config) -> int | None:
     return None
 
 
+# The authors' not-pretrained target (load_pretrained_LLM.py at 4f58682, init_weight=uniform,
+# their Fig. 3a runs): every trainable weight assigned tf.random.uniform(−0.05, 0.05).
+UNIFORM_BOUND = 0.05
+
+
+@torch.no_grad()
+def uniform_init(model: torch.nn.Module, seed: int, bound: float = UNIFORM_BOUND) -> None:
+    """Every parameter of `model` drawn afresh from U(−bound, bound), as the authors' random
+    init: LayerNorm gains and biases too (a gain near 0 instead of 1 is part of what they
+    trained from). Drawn in float32 on the host from one generator seeded by `seed`, in
+    parameter order, so a seed gives the same π on every device; a tied weight (GPT-2's
+    embedding and head) is one parameter and drawn once."""
+    generator = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        draw = torch.rand(p.shape, generator=generator, dtype=torch.float32)
+        p.copy_((draw * 2 - 1) * bound)  # [0, 1) -> [−bound, bound)
+
+
 def hub_causal_lm(
     name: str,
     init: str,
@@ -134,7 +152,7 @@ def hub_causal_lm(
     seed gives one π on every machine (a CUDA draw depends on the GPU's launch shapes).
     """
     as_asked = {} if dtype is None else {"dtype": dtype}
-    if init == "random":
+    if init in ("random", "uniform"):  # uniform: drawn over this by uniform_init
         config = load_hub("config", name)
         torch.manual_seed(seed)
         return AutoModelForCausalLM.from_config(config, **as_asked)  # else config.dtype
@@ -149,7 +167,7 @@ def policy_load_dtype(trainable: str, init: str, fixed: torch.dtype) -> torch.dt
     only the trained ones are made float32 (cast_frozen, rdx.pipeline.offpolicy.trainer)."""
     if trainable == "all":
         return torch.float32
-    return fixed if init == "random" else None
+    return fixed if init in ("random", "uniform") else None
 
 
 def cast_frozen(model: PreTrainedModel, dtype: torch.dtype) -> None:

@@ -2,7 +2,7 @@
 
     state = resume(...)                         # checkpoint.pt, if the run dir holds one
     for epoch in remaining epochs:
-        step = algorithm.train_epoch(epoch, step, log_step)
+        step = algorithm.train_epoch(epoch, step, log_step)  # non-finite: `diverged`, return
         record, samples = algorithm.evaluate(epoch)
         write the epoch record (metrics.jsonl, W&B, samples.jsonl, trace.jsonl, the log line)
         save checkpoint.pt
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from rdx.config import Config
+from rdx.finite import NonFinite
 from rdx.logger import WandbLogger
 from rdx.records import RunRecords
 
@@ -83,7 +84,10 @@ def run(
         logger.log(rec, step=step)
 
     for epoch in range(start_epoch, cfg.trainer.epochs):
-        step = algorithm.train_epoch(epoch, step, log_step)
+        try:
+            step = algorithm.train_epoch(epoch, step, log_step)
+        except NonFinite as err:  # check_step stopped it before the weights took a NaN
+            return diverged(cfg, algorithm, records, history, epoch, err)
         rec, samples = algorithm.evaluate(epoch)
         history.append(rec)
         record_epoch(cfg, records, logger, epoch, step, rec, samples, algorithm.shown)
@@ -93,6 +97,31 @@ def run(
         save(records, logger, algorithm.state, epoch, step, history)
     algorithm.finish(records)
     return algorithm.summary(history)
+
+
+def diverged(
+    cfg: Config,
+    algorithm: Algorithm,
+    records: RunRecords,
+    history: list[dict[str, Any]],
+    epoch: int,
+    err: NonFinite,
+) -> dict[str, Any]:
+    """The summary of a run whose loss or gradient went non-finite in `epoch`: a result, not
+    a crash (the authors' AG News N/A runs ended in NaN; dropping such runs would hide the
+    collapse the paper is about). Its settings as the algorithm records them, no figures
+    (it has no last epoch to report), and where it diverged: `diverged_epoch` (1-based, as
+    the log line's) and `diverged_step` (the optimisation step, 1-based). metrics.jsonl
+    keeps every finished epoch and a `diverged` record; the checkpoint stays at the last
+    finished epoch, so the same command answers "already completed" from the summary."""
+    log.warning("epoch %d/%d: %s; recorded as diverged", epoch + 1, cfg.trainer.epochs, err)
+    records.append_metrics(
+        {"kind": "diverged", "epoch": epoch, "step": err.step, "error": str(err)}
+    )
+    algorithm.finish(records)
+    summary = algorithm.summary(history)
+    figures = {k: None for k in summary if k in HEADLINE or k.startswith(("eval/", "train/"))}
+    return {**summary, **figures, "diverged_epoch": epoch + 1, "diverged_step": err.step}
 
 
 def resume(records: RunRecords, state: dict[str, Any]) -> tuple[int, int, list[dict]]:
@@ -174,11 +203,15 @@ def axes(cfg: Config) -> dict[str, Any]:
     }
 
 
-def headline(acc: float, reward: float, last: dict[str, Any]) -> dict[str, Any]:
-    """summary.json's first keys: the tables' acc, reward and Acc+Reward, then eval/*."""
+HEADLINE = ("acc", "reward", "acc_plus_reward")
+
+
+def headline(acc: float | None, reward: float | None, last: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's first keys: the tables' acc, reward and Acc+Reward, then eval/*
+    (None where a run diverged before its first epoch ended: it has no epoch to report)."""
     return {
         "acc": acc,
         "reward": reward,
-        "acc_plus_reward": acc + reward,
+        "acc_plus_reward": None if acc is None or reward is None else acc + reward,
         **{k: v for k, v in last.items() if k.startswith("eval/")},
     }

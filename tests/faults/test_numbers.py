@@ -90,31 +90,43 @@ def test_check_step_names_the_first_non_finite_loss_or_gradient():
     w.grad = torch.full((3,), 3e38)  # huge but finite: a norm would overflow, this must not
     check_step(8, 1.0, [w])
     check_step(9, 1.0, None)  # fp16: the scaler handles inf gradients
-    with pytest.raises(NonFinite, match="at step 4, PPO update 2: the loss is inf"):
+    with pytest.raises(NonFinite, match="at step 4, PPO update 2: the loss is inf") as err:
         with in_step(4):
             check_step("PPO update 2", float("inf"))
+    assert err.value.step == 4  # the run's step: where the run is recorded as diverged
+    with pytest.raises(NonFinite) as err:
+        check_step(3, torch.tensor(float("nan")))
+    assert err.value.step == 3
 
 
 @pytest.mark.slow
-def test_a_diverging_run_stops_at_the_first_nan_step_and_is_marked_failed(tmp_path):
-    """trainer.lr=1e30: step 1 blows the weights up, step 2's loss is NaN."""
+def test_a_diverging_run_stops_at_the_first_nan_step_and_is_recorded_as_diverged(tmp_path):
+    """trainer.lr=1e30: step 1 blows the weights up, step 2's loss is NaN. The run is a
+    result (summary.json and status.json say where it diverged), not a crash."""
     run = tmp_path / "run"
-    proc = rdx_cli(
-        "experiment=smoke",
-        "logger=none",
-        "trainer.threads=1",
-        "trainer.lr=1e30",
-        f"hydra.run.dir={run}",
-    )
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("rdx:")]
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1 and "training diverged at step" in lines[0], lines
+    args = ["experiment=smoke", "logger=none", "trainer.threads=1", "trainer.lr=1e30",
+            f"hydra.run.dir={run}"]  # fmt: skip
+    proc = rdx_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "Traceback" not in log
+    assert "training diverged at step 2: the loss is nan" in log
+    assert "recorded as diverged" in log and "done: diverged at epoch 1, step 2" in log
     status = read_json(run / "status.json")
-    assert status["state"] == "failed" and "diverged at step" in status["error"]
-    losses = [r["train/loss"] for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]
+    assert status["state"] == "completed" and status["diverged"] == {"epoch": 1, "step": 2}
+    summary = read_json(run / "summary.json")
+    assert (summary["diverged_epoch"], summary["diverged_step"]) == (1, 2)
+    assert summary["acc"] is None and summary["acc_plus_reward"] is None
+    assert not [k for k in summary if k.startswith("eval/") and summary[k] is not None]
+    assert (summary["dropout"], summary["lr"]) == ("quantile", 1e30)  # its settings kept
+    metrics = read_jsonl(run / "metrics.jsonl")
+    losses = [r["train/loss"] for r in metrics if "train/loss" in r]
     assert all(v == v for v in losses)  # no NaN was logged before the stop
-    assert not (run / "summary.json").exists()
+    assert [r["step"] for r in metrics if r.get("kind") == "diverged"] == [2]
+    assert not [r for r in metrics if r.get("kind") == "epoch"]  # no epoch finished
+    again = rdx_cli(*args)  # a result: the same command answers from it
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already completed" in again.stdout + again.stderr
 
 
 # ---------------------------------------------------------------- analysis

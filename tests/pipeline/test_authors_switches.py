@@ -159,3 +159,37 @@ def test_bad_switch_values_name_key_value_and_allowed(override, message):
     with pytest.raises(ConfigError) as err:
         compose_cfg(override)
     assert str(err.value) == message
+
+
+# ---------------------------------------------------------------- g. model.init=uniform
+
+
+def _uniform_policy(init: str = "uniform", seed: int = 0):
+    from types import SimpleNamespace
+
+    from rdx.pipeline.offpolicy.trainer import build_policy
+    from tests.cli.test_config import compose_cfg
+
+    cfg = compose_cfg(f"model.init={init}", f"seed={seed}", "behavior.n_layer=1",
+                      "behavior.n_embd=16", "behavior.n_head=2")  # fmt: skip
+    codec = SimpleNamespace(tokenizer=range(40), eos_id=0)  # a 40-token vocabulary
+    prep = SimpleNamespace(policy_codec=codec, behavior=None, kernels="torch")
+    return build_policy(cfg, prep, torch.device("cpu"))
+
+
+def test_uniform_init_redraws_every_weight_in_range_and_is_seeded():
+    pi, default = _uniform_policy(), _uniform_policy("random")
+    names = [n for n, _ in pi.named_parameters()]
+    assert any("ln_" in n for n in names) and any(n.endswith("bias") for n in names)
+    for (name, p), q in zip(pi.named_parameters(), default.parameters(), strict=True):
+        assert p.abs().max() <= 0.05, name  # the authors' U(−0.05, 0.05)
+        # touched: no value left as GPT-2's init had it (LayerNorm 1 and 0, zero biases)
+        assert (p != q).all(), name
+    emb = pi.transformer.wte.weight  # 640 draws: a uniform's sd is 0.1 / √12 = 0.0289
+    assert emb.std().item() == pytest.approx(0.1 / math.sqrt(12), rel=0.1)
+    assert emb.mean().abs().item() < 0.005
+    assert pi.lm_head.weight.data_ptr() == emb.data_ptr()  # still tied: drawn once
+    again, other = _uniform_policy(), _uniform_policy(seed=1)
+    pairs = list(zip(pi.parameters(), again.parameters(), other.parameters(), strict=True))
+    assert all(torch.equal(p, a) for p, a, _ in pairs)  # one seed, one π
+    assert not any(torch.equal(p, o) for p, _, o in pairs)  # another seed, every weight new

@@ -77,6 +77,7 @@ def test_fig3_authors_preset_and_its_compositions():
     assert (s.prefix_len, s.total_len - s.prefix_len) == (2, 15)
     assert (t.epochs, t.lr, t.batch_size, t.epoch_metrics) == (20, 5e-4, 256, "every")
     assert (cfg.dropout.mode, cfg.gamma, cfg.sweep) == ("quantile", 0.95, "fig3_authors")
+    assert cfg.eval.greedy == "plain"  # their generate(do_sample=False): no penalty
     assert len(sweep_jobs("fig3_authors")) == 2 * 4 * 6 * 3
     # With experiment=smoke: smoke sizes, the authors' regime.
     small = job_config("sweeps=fig3_authors", "experiment=smoke", "+sweeps/arm=none")
@@ -86,6 +87,7 @@ def test_fig3_authors_preset_and_its_compositions():
         64,
     )
     assert (small.sampling.online, small.sampling.prefix_len, small.trainer.lr) == (True, 2, 5e-4)
+    assert small.eval.greedy == "plain"
     # With attribute=...: one attribute's grid (2 inits × 4 arms × 3 seeds).
     jobs = sweep_jobs("fig3_authors", "attribute=negative")
     assert len(jobs) == 24 and all("attribute=negative" in job for job in jobs)

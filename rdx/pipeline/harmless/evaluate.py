@@ -116,9 +116,9 @@ class HarmlessArm:
         held-out teacher-forced accuracy on the chosen responses; `acc_plus_reward` keeps
         the off-policy runs' key so that every run's summary has it (a sum of unlike
         scales here)."""
-        cfg, last = self.cfg, history[-1]
+        cfg, last = self.cfg, history[-1] if history else {}  # none: diverged in epoch 1
         return {
-            **loop.headline(last["eval/acc"], last["eval/reward"], last),
+            **loop.headline(last.get("eval/acc"), last.get("eval/reward"), last),
             "reward_model_accuracy": self.prep.reward_accuracy,
             "algo": cfg.algo.name,
             "score": getattr(cfg.algo, "score", None),  # PPO's; DPO has no score

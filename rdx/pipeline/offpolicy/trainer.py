@@ -33,6 +33,7 @@ from rdx.lm.models import (
     policy_load_dtype,
     resolve_device,
     tiny_gpt2,
+    uniform_init,
 )
 from rdx.lm.sampling import sample_sequences
 from rdx.logger import WandbLogger
@@ -60,8 +61,10 @@ _ORDER, _DROPOUT, _EVAL = 1, 2, 3  # random streams of an epoch (loop.stream)
 
 def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.Module:
     """π on `device`: a hub architecture (pretrained or random init), a copy of β, or rdx's
-    tiny GPT-2 in the corpus tokenizer; float32 trained weights, dropout off (eval mode):
-    π's probabilities feed the importance ratio π/β, which dropout noise would bias."""
+    tiny GPT-2 in the corpus tokenizer (init=uniform: either architecture, every weight
+    redrawn from U(±0.05) as the authors' random init); float32 trained weights, dropout
+    off (eval mode): π's probabilities feed the importance ratio π/β, which dropout noise
+    would bias."""
     fixed = fixed_dtype(device, cfg.trainer.precision)
     if cfg.model.hub is not None:
         m = cfg.model
@@ -79,6 +82,8 @@ def build_policy(cfg: Config, prep: Prepared, device: torch.device) -> torch.nn.
             seed=cfg.seed,
             eos_id=prep.policy_codec.eos_id,
         )
+    if cfg.model.init == "uniform":  # the authors' random init, over the architecture's own
+        uniform_init(policy, cfg.seed)
     if cfg.model.trainable == "last_layer":
         freeze_all_but_last_layer(policy)
     if cfg.model.trainable == "lora":  # adapters only (rdx.lm.lora)
@@ -482,10 +487,10 @@ def _trace(policy, prep: Prepared, probe, keep, cfg: Config, device) -> dict[str
 
 
 def _summary(cfg: Config, prep: Prepared, history: list[dict[str, Any]]) -> dict[str, Any]:
-    last = history[-1]
+    last = history[-1] if history else {}  # none: diverged in the first epoch (loop.diverged)
     s = cfg.sampling
     return {
-        **loop.headline(last["train/acc"], last["train/reward"], last),
+        **loop.headline(last.get("train/acc"), last.get("train/reward"), last),
         "reward_model_accuracy": prep.reward_accuracy,
         **({} if prep.judge is None else {"judge_accuracy": prep.judge.accuracy}),
         **loop.axes(cfg),
