@@ -127,6 +127,8 @@ def _entry_lock(final: Path, kind: str, report_s: float | None = None) -> Iterat
             )
         yield
     finally:
+        with contextlib.suppress(OSError):  # removed while held: never names a past builder
+            owner_path.unlink()
         lock.release()
 
 
