@@ -11,19 +11,21 @@ Temp dirs left by killed or failed builds are removed by the next build of the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from rdx.records import load_error, open_record, read_record_bytes
+from rdx.records import load_error, open_record, parse_json, read_record_bytes, write_json
 
 log = logging.getLogger("rdx")
 
@@ -89,6 +91,47 @@ def _clean_stale(final: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+LOCK_REPORT_S = 60.0  # a job waiting on another's build says so this often
+
+
+@contextlib.contextmanager
+def _entry_lock(final: Path, kind: str, report_s: float | None = None) -> Iterator[None]:
+    """The entry's file lock. A job that has to wait says what for (the entry, the
+    builder's pid and host from `<entry>.lock.owner`) and, every LOCK_REPORT_S, how long it
+    has waited: a builder that is stopped (SIGSTOP, a suspended job) is never a silent
+    hang."""
+    report_s = LOCK_REPORT_S if report_s is None else report_s
+    lock, owner_path = FileLock(str(final) + ".lock"), Path(str(final) + ".lock.owner")
+    start = time.monotonic()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            owner = parse_json(read_record_bytes(owner_path))
+            holder = f"pid {owner['pid']} on host {owner['host']} (since {owner['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            holder = "a process that names no owner"
+        what = f"cache: waiting for {kind}/{final.name}, being built by {holder}"
+        log.info("%s", what)
+        while True:
+            try:
+                lock.acquire(timeout=report_s)
+                break
+            except Timeout:
+                log.warning("%s: waited %.0f s so far", what, time.monotonic() - start)
+    try:
+        with contextlib.suppress(OSError):  # a name for waiters; the lock itself is the flock
+            write_json(
+                owner_path,
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": time.ctime()},
+            )
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # removed while held: never names a past builder
+            owner_path.unlink()
+        lock.release()
+
+
 def cached(
     cache_dir: str | Path,
     kind: str,
@@ -102,7 +145,7 @@ def cached(
         log.info("cache: reusing %s/%s", kind, final.name)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final) + ".lock"):
+    with _entry_lock(final, kind):
         if final.is_dir():
             problem = verify(final)
             if problem is None:
