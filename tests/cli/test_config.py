@@ -123,7 +123,8 @@ def test_bad_values_name_key_value_and_allowed(overrides, message):
 def test_the_vllm_engine_composes_with_the_rescored_likelihood():
     cfg = compose_cfg("sampling.engine=vllm")
     assert (cfg.sampling.engine, cfg.sampling.likelihood) == ("vllm", "rescore")
-    assert compose_cfg("sampling.engine=vllm", "sampling.likelihood=engine").sampling.likelihood
+    engine = compose_cfg("sampling.engine=vllm", "sampling.likelihood=engine").sampling
+    assert (engine.engine, engine.likelihood) == ("vllm", "engine")
 
 
 def test_unknown_key_is_rejected():
