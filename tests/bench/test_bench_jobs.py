@@ -57,6 +57,7 @@ def test_bench_cli_rejects_an_unknown_part(capsys):
     assert "--only='compute,jobz'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 10 s: the benchmark CLI end to end
 def test_bench_cli_writes_results_json(tmp_path, capsys):
     out = tmp_path / "results.json"
     assert bench_main(["--quick", "--only", "projection", "--out", str(out)]) == 0

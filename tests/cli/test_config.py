@@ -167,6 +167,7 @@ def test_cli_fails_fast_with_one_line(tmp_path, args, message):
     assert not (tmp_path / "run" / "status.json").exists()  # failed before any work
 
 
+@pytest.mark.slow  # 17 s: builds the smoke artifacts before π fails to load
 def test_unloadable_hub_model_is_one_line_and_recorded(tmp_path):
     # An existing but empty dir passes the config check and fails only when loaded.
     (tmp_path / "empty-model").mkdir()
