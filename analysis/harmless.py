@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.runs import provenance
+from analysis.runs import PAPER_GAMMA, provenance
 
 ALGOS = ("ppo", "dpo")
 ARMS = ("PPO", "PPO + R.D.", "DPO")
@@ -61,7 +61,7 @@ def arm(row: dict[str, Any]) -> str:
         return "DPO"
     if row["dropout"] == "none":
         return "PPO"
-    if row["dropout"] == "quantile" and row.get("gamma") == 0.8:
+    if row["dropout"] == "quantile" and row.get("gamma") == PAPER_GAMMA:
         return "PPO + R.D."
     gamma = row.get("gamma")
     setting = row["dropout"] + ("" if gamma is None or _nan(gamma) else f" γ={gamma:g}")
