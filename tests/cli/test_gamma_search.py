@@ -60,6 +60,19 @@ def test_sweeper_syntaxes_pass_the_pre_launch_check(
     assert checked <= set(validated)
 
 
+@pytest.mark.parametrize(
+    "arg", ["gamma=interval(0.1,0.9)", "trainer.lr=tag(log,interval(1e-4,1e-2))"]
+)
+def test_an_interval_under_the_basic_sweeper_points_at_gamma_search(arg, tmp_path, capsys):
+    """Hydra's basic sweeper cannot sample an interval (it ended in a traceback): one line."""
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(["-m", "experiment=smoke", arg, f"hydra.sweep.dir={tmp_path}"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rdx: config error: {arg}: an interval")
+    assert "sweeps=gamma_search" in lines[0]
+
+
 def test_an_interval_reaching_past_the_allowed_range_fails_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         check_overrides(
