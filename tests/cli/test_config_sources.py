@@ -4,6 +4,7 @@ is an error here; the composed default run is the dataclasses' defaults exactly;
 setting an algorithm does not read cannot be set."""
 
 import dataclasses
+import os
 import typing
 from pathlib import Path
 
@@ -185,3 +186,10 @@ def test_a_setting_the_algo_ignores_is_an_error(overrides, message):
 def test_the_off_policy_run_reads_those_settings():
     cfg = compose_cfg("dropout=random", "dropout.random_replacement=true", "trainer.is_clip=0.5")
     assert (cfg.dropout.random_replacement, cfg.trainer.is_clip) == (True, 0.5)
+
+
+def test_a_test_that_names_no_cache_builds_into_the_session_tmp_cache(artifact_cache):
+    """tests/conftest.py's artifact_cache: never the user's ~/.cache/rdx, for subprocesses too."""
+    assert os.environ["RDX_CACHE"] == str(artifact_cache)
+    assert compose_cfg().cache_dir == str(artifact_cache)
+    assert not str(artifact_cache).startswith(os.path.expanduser("~/.cache"))
