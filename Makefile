@@ -15,7 +15,7 @@ PROJECT ?=
 STAMP := $(VENV)/.rdx-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run smoke test test-fast faults lint tables figures claims bench bench-quick bench-grid clean
+.PHONY: help install run smoke test test-all faults lint tables figures claims bench bench-quick bench-grid clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -37,11 +37,15 @@ run: install ## Train on the embedded default (synthetic corpus, tiny models, qu
 smoke: install ## The whole pipeline in < 60 s (experiment=smoke)
 	$(BIN)/python -m rdx.train experiment=smoke
 
-test: install ## Run the test suite (what CI runs)
-	$(BIN)/python -m pytest -q
+# The fast tier: what a change is checked with (minutes). Marked out: `slow` (end-to-end runs
+# and tests over ~5 s), `slurm` (the local cluster), `gpu` (CUDA). test-all runs everything.
+FAST := not slow and not slurm and not gpu
 
-test-fast: install ## Tests without the slow end-to-end runs
-	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+test: install ## The fast tier (no slow, slurm or gpu tests): a few minutes on 2 cores
+	$(BIN)/python -m pytest -q -m "$(FAST)"
+
+test-all: install ## Every test (what CI runs); SLURM tests skip unless scripts/slurm-up ran
+	$(BIN)/python -m pytest -q
 
 faults: install ## Fault injection and the bad-input matrix, slow cases included (docs/reliability.md)
 	$(BIN)/python -m pytest -q tests/faults tests/cli/test_bad_input.py

@@ -44,6 +44,7 @@ from analysis.outputs import save_figure  # noqa: E402
 from analysis.runs import (  # noqa: E402
     DUPLICATE_RULES,
     INIT_ORDER,
+    PAPER_GAMMA,
     RunsError,
     config_axes,
     epoch_curves,
@@ -76,7 +77,6 @@ MARKERS = {"none": "X", "random": "s", "quantile": "o", "threshold": "D"}
 # 0.95 are as far apart as 0.2, 0.4 and 0.6 (a map read by γ's value made them one blue).
 GAMMA_CMAPS = {"quantile": "viridis", "random": "Greys", "threshold": "Oranges"}
 GAMMA_SPAN = {"quantile": (0.05, 0.75), "random": (0.45, 0.8), "threshold": (0.45, 0.9)}
-FIG6_GAMMA = 0.8  # the paper's Fig. 6 shows quantile dropout at γ = 0.8
 OWN_OUTPUTS = ("fig3_*", "pareto_*", "fig6.*", "fig6_*")
 MASK_COLOR = "0.08"
 # YlOrRd without its darkest reds, so that no value looks like a dropped (dark) cell.
@@ -456,7 +456,7 @@ def heatmap_run(
 ) -> tuple[Path, str, dict[str, Any] | None] | None:
     """(run dir, title, its record) for Fig. 6, or None when no quantile run has a trace.
 
-    By default the paper's run: quantile dropout with the γ nearest 0.8, lowest seed, first
+    By default the paper's run: quantile dropout with the γ nearest PAPER_GAMMA, lowest seed, first
     attribute in the CSV's order."""
     if chosen is not None:
         path = chosen if chosen.is_dir() or root is None else root / chosen
@@ -467,7 +467,7 @@ def heatmap_run(
         )
         return path, _title(rec) if rec else str(chosen), rec
     candidates = [
-        (abs(float(rec["gamma"]) - FIG6_GAMMA), rec["seed"] or 0, i, rec)
+        (abs(float(rec["gamma"]) - PAPER_GAMMA), rec["seed"] or 0, i, rec)
         for i, rec in enumerate(recs)
         if rec["dropout"] == "quantile"
         and rec["gamma"] is not None
@@ -494,7 +494,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument(
         "--heatmap-run",
         type=Path,
-        help=f"run dir for fig6 (default: a quantile run with γ nearest {FIG6_GAMMA})",
+        help=f"run dir for fig6 (default: a quantile run with γ nearest {PAPER_GAMMA})",
     )
     parser.add_argument(
         "--duplicates",

@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.outputs import save_figure
-from analysis.runs import RunsError, provenance, read_csv
+from analysis.runs import PAPER_GAMMA, RunsError, provenance, read_csv
 from rdx.records import write_atomic
 
 ALGOS = ("ppo", "dpo")
@@ -63,7 +63,7 @@ def arm(row: dict[str, Any]) -> str:
         return "DPO"
     if row["dropout"] == "none":
         return "PPO"
-    if row["dropout"] == "quantile" and row.get("gamma") == 0.8:
+    if row["dropout"] == "quantile" and row.get("gamma") == PAPER_GAMMA:
         return "PPO + R.D."
     gamma = row.get("gamma")
     setting = row["dropout"] + ("" if gamma is None or _nan(gamma) else f" γ={gamma:g}")

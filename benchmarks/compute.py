@@ -34,7 +34,7 @@ import torch
 from transformers import BatchEncoding, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from benchmarks.common import Figure, format_table, timeit_many
-from rdx.config import BehaviorConfig, RewardConfig
+from rdx.config import BehaviorConfig, Config, RewardConfig, SamplingConfig, TrainerConfig
 from rdx.lm.draw import categorical
 from rdx.lm.kernels import use_kernels
 from rdx.lm.models import tiny_bert, tiny_gpt2
@@ -46,10 +46,18 @@ from rdx.pipeline.offpolicy.trainer import compute_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The run's shapes (conf/train.yaml sampling: p=4, T=30, temperature 0.4, batches of 512;
-# conf/trainer/default.yaml: batch 64, is_clip 1.0, entropy term on; quantile γ=0.8).
-PREFIX_LEN, TOTAL_LEN, TEMPERATURE, SCORE_BATCH = 4, 30, 0.4, 512
-TRAIN_BATCH, IS_CLIP, ENTROPY, GAMMA, LR = 64, 1.0, True, 0.8, 5e-4
+# The embedded default run's shapes, read from rdx.config (their one source): β's p, T,
+# temperature and sampling/scoring batch; π's batch, importance-weight clip, entropy term
+# and lr; quantile dropout's γ.
+_S, _T = SamplingConfig(), TrainerConfig()
+PREFIX_LEN, TOTAL_LEN, TEMPERATURE, SCORE_BATCH = (
+    _S.prefix_len,
+    _S.total_len,
+    _S.temperature,
+    _S.batch_size,
+)
+TRAIN_BATCH, IS_CLIP, ENTROPY, LR = _T.batch_size, _T.is_clip, _T.entropy, _T.lr
+GAMMA = Config().gamma
 
 
 # MODELS: the default tiny sizes read from rdx.config (their one source), so they cannot drift.

@@ -1,6 +1,6 @@
 """How many torch threads a run takes when trainer.threads is not set: the cores left free.
 
-Measured on the 2 shared cores of the build machines (README, "Timings"): on a quiet
+Measured on the 2 shared cores of the build machines (docs/configuration.md, "Threads"): on a quiet
 machine a second thread makes the default run ~1.1x faster; with any other CPU-bound
 process beside it, 2 threads made it 4-7x slower than 1 (130 against 990 tokens/s), because
 torch's threads wait on each other at every step while one of them has no core. So a

@@ -232,6 +232,13 @@ def check_overrides(argv: list[str]) -> None:
                 preset = _parse([f"{k}={v}" for k, v in params.items()])
             except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
                 fail(_hydra_message(err))
+            if multirun and "BasicSweeper" in str(base.hydra.sweeper.get("_target_", "")):
+                for arg, o in zip(overrides, parsed, strict=True):
+                    if o.is_interval_sweep():  # the basic sweeper enumerates; it cannot sample
+                        fail(
+                            f"{arg}: an interval is sampled by a sweeper such as Optuna's: "
+                            "add sweeps=gamma_search, or give a list (gamma=0.2,0.4,0.8)"
+                        )
             if not multirun:
                 alone = base.hydra.sweeper.get("params")
                 alone = OmegaConf.to_container(alone) if alone is not None else {}

@@ -8,6 +8,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def artifact_cache(tmp_path_factory):
+    """RDX_CACHE for the whole session: a test (or a CLI it starts) that names no cache_dir
+    builds into one tmp cache, shared by those tests, never into the user's ~/.cache/rdx or
+    the RDX_CACHE they set for their own runs."""
+    patch = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("rdx-cache")
+    patch.setenv("RDX_CACHE", str(path))
+    yield path
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory) -> dict[str, str]:
     """Tiny random-weight models of every hub preset's class, saved to local dirs."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +28,18 @@ def test_job_times_come_from_the_trainers_perf_marks(tmp_path):
     assert (job.startup, job.train, job.wall) == (5.5, 19.5, 27.0)
 
 
-def test_reject_seconds_runs_the_real_cli_and_checks_its_error():
-    # reject_seconds raises unless the typo exits 2 naming the key; its speed is make bench's
+def test_reject_seconds_runs_the_real_cli_and_checks_its_error(monkeypatch):
+    # the real CLI refuses the typo (exit 2 naming the key); its speed is make bench's
     assert jobs.reject_seconds(reps=1) > 0
+
+    def accepting(args, env):  # a CLI that printed the value but exited 0
+        cmd = [sys.executable, "-c", "print(\"dropout='quantil'\")"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return proc, time.time()
+
+    monkeypatch.setattr(jobs, "_start", accepting)
+    with pytest.raises(RuntimeError, match="a bad config was not rejected as expected"):
+        jobs.reject_seconds(reps=1)
 
 
 def test_child_processes_get_no_inherited_thread_or_wandb_settings(monkeypatch):
@@ -45,6 +57,7 @@ def test_bench_cli_rejects_an_unknown_part(capsys):
     assert "--only='compute,jobz'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 10 s: the benchmark CLI end to end
 def test_bench_cli_writes_results_json(tmp_path, capsys):
     out = tmp_path / "results.json"
     assert bench_main(["--quick", "--only", "projection", "--out", str(out)]) == 0

@@ -118,7 +118,8 @@ def test_bad_values_name_key_value_and_allowed(overrides, message):
 def test_the_vllm_engine_composes_with_the_rescored_likelihood():
     cfg = compose_cfg("sampling.engine=vllm")
     assert (cfg.sampling.engine, cfg.sampling.likelihood) == ("vllm", "rescore")
-    assert compose_cfg("sampling.engine=vllm", "sampling.likelihood=engine").sampling.likelihood
+    engine = compose_cfg("sampling.engine=vllm", "sampling.likelihood=engine").sampling
+    assert (engine.engine, engine.likelihood) == ("vllm", "engine")
     processed = compose_cfg(  # β_i from vLLM's processed log-probs (rdx.lm.engines)
         "sampling.engine=vllm", "sampling.likelihood=engine", "sampling.behavior_prob=processed"
     )
@@ -165,6 +166,7 @@ def test_cli_fails_fast_with_one_line(tmp_path, args, message):
     assert not (tmp_path / "run" / "status.json").exists()  # failed before any work
 
 
+@pytest.mark.slow  # 17 s: builds the smoke artifacts before π fails to load
 def test_unloadable_hub_model_is_one_line_and_recorded(tmp_path):
     # An existing but empty dir passes the config check and fails only when loaded.
     (tmp_path / "empty-model").mkdir()

@@ -4,6 +4,7 @@ is an error here; the composed default run is the dataclasses' defaults exactly;
 setting an algorithm does not read cannot be set."""
 
 import dataclasses
+import os
 import typing
 from pathlib import Path
 
@@ -46,9 +47,59 @@ def restated_defaults(conf: Path) -> list[str]:
     return found
 
 
+PIN = "# pin:"  # a restated default kept on purpose says why on its line: `key: v  # pin: why`
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _pins(text: str) -> dict[str, str]:
+    """The dotted key of each line that carries a `# pin: <reason>` comment, and the reason."""
+    pins, path = {}, []  # path: (indent, key) of the mappings the line is inside
+    for line in text.splitlines():
+        body = line.split("#", 1)[0]
+        if not body.strip() or ":" not in body or body.lstrip().startswith("-"):
+            continue
+        indent = len(body) - len(body.lstrip())
+        path = [(i, k) for i, k in path if i < indent]
+        key = body.strip().split(":", 1)[0].strip()
+        path.append((indent, key))
+        if PIN in line:
+            pins[".".join(k for _, k in path)] = line.split(PIN, 1)[1].strip()
+    return pins
+
+
+def restated_in_presets(root: Path) -> list[str]:
+    """The same check for the `# @package _global_` presets, experiment/ under `root`/conf
+    and every file under `root`/sweeps (their `defaults:` and `hydra:` left out: choices
+    and swept values): a value equal to its default is found unless pinned with a reason."""
+    defaults, found = _flat(_defaults()), []
+    paths = [*sorted((root / "conf" / "experiment").glob("*.yaml"))]
+    paths += sorted((root / "sweeps").rglob("*.yaml"))
+    for path in paths:
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+        values = _flat({k: v for k, v in data.items() if k not in ("defaults", "hydra")})
+        pins = _pins(text)
+        found += [
+            f"{path.relative_to(root)}: {key}={value!r}"
+            for key, value in values.items()
+            if key in defaults and value == defaults[key] and not pins.get(key)
+        ]
+    return found
+
+
 def test_no_preset_restates_a_default():
     assert len(SECTIONS) == 10  # model ... algo, eval: every section with a settings class
     assert restated_defaults(CONF) == []
+    assert restated_in_presets(ROOT) == []
 
 
 def test_a_restated_default_is_found(tmp_path):
@@ -56,6 +107,26 @@ def test_a_restated_default_is_found(tmp_path):
     (tmp_path / "trainer").mkdir()
     (tmp_path / "trainer" / "default.yaml").write_text("epochs: 5\nlr: 1.0e-4\n")
     assert restated_defaults(tmp_path) == ["trainer/default.yaml: epochs=5"]
+
+
+def test_a_default_restated_in_an_experiment_or_sweep_is_found_unless_pinned(tmp_path):
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "sweeps" / "arm").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "x.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /dropout: quantile\n"
+        "gamma: 0.8\ntrainer:\n  epochs: 5\n  lr: 1.0e-4\n  batch_size: 64  # pin:\n"
+    )
+    (tmp_path / "sweeps" / "arm" / "y.yaml").write_text(
+        "gamma: 0.8  # pin: the arm's name is its γ\nsampling:\n  top_k: null\n"
+        "  temperature: 0.4  # pin: fixed_length's 1.0 is overridden\n"
+        "hydra:\n  sweeper:\n    params:\n      seed: 0\n"
+    )
+    assert restated_in_presets(tmp_path) == [
+        "conf/experiment/x.yaml: gamma=0.8",
+        "conf/experiment/x.yaml: trainer.epochs=5",
+        "conf/experiment/x.yaml: trainer.batch_size=64",  # a pin with no reason is none
+        "sweeps/arm/y.yaml: sampling.top_k=None",
+    ]
 
 
 def test_train_yaml_sets_no_value_but_the_cache_lookup():
@@ -115,3 +186,10 @@ def test_a_setting_the_algo_ignores_is_an_error(overrides, message):
 def test_the_off_policy_run_reads_those_settings():
     cfg = compose_cfg("dropout=random", "dropout.random_replacement=true", "trainer.is_clip=0.5")
     assert (cfg.dropout.random_replacement, cfg.trainer.is_clip) == (True, 0.5)
+
+
+def test_a_test_that_names_no_cache_builds_into_the_session_tmp_cache(artifact_cache):
+    """tests/conftest.py's artifact_cache: never the user's ~/.cache/rdx, for subprocesses too."""
+    assert os.environ["RDX_CACHE"] == str(artifact_cache)
+    assert compose_cfg().cache_dir == str(artifact_cache)
+    assert not str(artifact_cache).startswith(os.path.expanduser("~/.cache"))

@@ -31,13 +31,46 @@ def test_sweep_values_of_every_sweeper_syntax():
 
 
 @pytest.mark.parametrize(
-    "arg",
-    ["gamma=interval(0.1,0.9)", "trainer.lr=tag(log,interval(1e-4,1e-2))", "gamma=choice(0.2,0.6)"],
+    "arg, key, checked",
+    [
+        ("gamma=interval(0.1,0.9)", "gamma", {0.1, 0.9}),
+        ("trainer.lr=tag(log,interval(1e-4,1e-2))", "lr", {1e-4, 1e-2}),
+        ("gamma=choice(0.2,0.6)", "gamma", {0.2, 0.6}),
+    ],
 )
-def test_sweeper_syntaxes_pass_the_pre_launch_check(arg, tmp_path):
+def test_sweeper_syntaxes_pass_the_pre_launch_check(
+    arg, key, checked, tmp_path, capsys, monkeypatch
+):
+    """Each syntax is accepted (no exit, nothing on stderr) after both ends of the interval,
+    or each choice, were validated as a config of their own."""
+    import rdx.train
+
+    validated, validate = [], rdx.train.validate
+
+    def recording_validate(raw):
+        cfg = validate(raw)
+        validated.append(cfg.trainer.lr if key == "lr" else cfg.gamma)
+        return cfg
+
+    monkeypatch.setattr(rdx.train, "validate", recording_validate)
     check_overrides(
         ["-m", "sweeps=gamma_search", "experiment=smoke", arg, f"hydra.sweep.dir={tmp_path}"]
     )
+    assert capsys.readouterr().err == ""
+    assert checked <= set(validated)
+
+
+@pytest.mark.parametrize(
+    "arg", ["gamma=interval(0.1,0.9)", "trainer.lr=tag(log,interval(1e-4,1e-2))"]
+)
+def test_an_interval_under_the_basic_sweeper_points_at_gamma_search(arg, tmp_path, capsys):
+    """Hydra's basic sweeper cannot sample an interval (it ended in a traceback): one line."""
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(["-m", "experiment=smoke", arg, f"hydra.sweep.dir={tmp_path}"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rdx: config error: {arg}: an interval")
+    assert "sweeps=gamma_search" in lines[0]
 
 
 def test_an_interval_reaching_past_the_allowed_range_fails_in_one_line(tmp_path, capsys):

@@ -170,6 +170,7 @@ def test_chunks_must_hold_whole_scoring_blocks():
     assert compose_cfg("sampling.chunk_rows=128").sampling.chunk_rows == 128
 
 
+@pytest.mark.slow  # 6-8 s each: every job of the sweep composed
 @pytest.mark.parametrize("preset", ["paper_table2", "paper_table2_lora"])
 def test_paper_table2_presets_put_each_attribute_on_its_dataset(preset, monkeypatch):
     monkeypatch.setattr("rdx.hub.check_name", lambda key, name: None)  # hub names: offline

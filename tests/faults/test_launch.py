@@ -63,6 +63,7 @@ def count_compose(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow  # 6 s: 200 values through the pre-launch check
 def test_a_long_list_of_plain_values_is_checked_without_composing_each(monkeypatch, capsys):
     calls = count_compose(monkeypatch)
     seeds = ",".join(str(i) for i in range(199)) + ",-1"

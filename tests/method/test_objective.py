@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from rdx.method.dropout import quantile_keep
 from rdx.method.objective import (
     bi_objective_reward,
     clip_by_norm,
@@ -80,6 +81,48 @@ def test_one_sample_by_hand():
     assert w > 1.0
     assert out.coef.item() == pytest.approx(coef, rel=1e-6)
     assert out.loss.item() == pytest.approx(coef * -math.log(0.75), rel=1e-6)
+
+
+def test_one_batch_by_hand_from_the_authors_formulas():
+    """Eq. 7 on one batch, computed by hand from the authors' RLHF_train.py (CHLEE-Leo/
+    Reward-Dropout at 4f58682), not from docs/design.md §2: normalisation="authors" and the
+    quantile rule must give what their code computes.
+
+    B=2, L=2, V=2. Row 0: targets (1, 1), both scored; logits (0, ln 3) then (0, 0), so
+    π(target) = 3/4 then 1/2. Row 1: targets (0, 0), position 1 a pad (mask 0); logits
+    (ln 3, 0) then (0, ln 3), so π(target) = 3/4 then 1/4. R = (1, 2) (logits), β = (1/2, 1/4).
+      l. 1113  r̂ = R + ln(β + 1e-5):  r̂_0 = 1 + ln 0.50001 = 0.3068728,
+               r̂_1 = 2 + ln 0.25001 = 0.6137456
+      l. 249   CE_i = reduce_mean(CE · mask) over all L positions (masked sum / L):
+               CE_0 = (ln 4/3 + ln 2) / 2 = 0.4904146, CE_1 = (ln 4/3 + 0) / 2 = 0.1438410
+      l. 383   π̄_i = get_likelihood: mean p(target) over all L positions, the pad included:
+               π̄_0 = (3/4 + 1/2) / 2 = 0.625, π̄_1 = (3/4 + 1/4) / 2 = 0.5
+      l. 390-3 w = (π̄ + ε) / (β + ε), then tf.clip_by_norm(w, 1): w = (1.249995, 1.999960),
+               ‖w‖ = 2.358459, w = (0.5300050, 0.8479945)
+      l. 415   a_i = w_i (r̂_i − ln(π̄_i + ε)) d_i, with d = 1 (dropout None):
+               a_0 = 0.5300050 · (0.3068728 + 0.4700196) = 0.4117399,
+               a_1 = 0.8479945 · (0.6137456 + 0.6931272) = 1.1082208
+      l. 423   the gradient of the vector total_losses = CE_i · a_i is that of its sum:
+               J = 0.4117399 · 0.4904146 + 1.1082208 · 0.1438410 = 0.3613309
+      l. 340   quantile γ=0.5: q = np.quantile(r̂, 0.5) = 0.4603092; r̂ < q dropped: d = (0, 1)
+    rdx's w is π̄ / (β + ε) and its log ln(π̄ + ε), where the authors add ε (and get_likelihood's
+    1e-7) to π̄ first: a difference of ~2e-5 in w, ~1e-6 relative in J, inside rel=1e-5.
+    The authors cast the product to float16 (l. 406-410): precision, not the formula."""
+    t = math.log(3.0)
+    logits = torch.tensor([[[0.0, t], [0.0, 0.0]], [[t, 0.0], [0.0, t]]])
+    targets = torch.tensor([[1, 1], [0, 0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    reward, beta = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.25])
+    out = reward_dropout_loss(
+        logits, targets, mask, reward, beta, torch.tensor([True, True]), normalisation="authors"
+    )
+    assert out.r_hat.tolist() == pytest.approx([0.3068728, 0.6137456], rel=1e-6)
+    assert out.ce.tolist() == pytest.approx([0.4904146, 0.1438410], rel=1e-6)
+    assert out.pi_mean.tolist() == pytest.approx([0.625, 0.5], rel=1e-6)
+    assert out.is_weight.tolist() == pytest.approx([0.5300050, 0.8479945], rel=1e-5)
+    assert out.coef.tolist() == pytest.approx([0.4117399, 1.1082208], rel=1e-5)
+    assert out.loss.item() == pytest.approx(0.3613309, rel=1e-5)
+    assert quantile_keep(out.r_hat, 0.5).tolist() == [False, True]
 
 
 def test_masked_positions_do_not_matter():

@@ -52,6 +52,7 @@ def test_global_clip_of_two_halves_is_the_whole_batchs():
     torch.testing.assert_close((2 * parts[0].loss + 2 * parts[1].loss) / 2, whole.loss)
 
 
+@pytest.mark.slow  # 14 s: two torchrun processes
 def test_two_gloo_processes_give_one_process_gradient(capsys):
     """The printed comparison (python -m rdx.pipeline.ddp_check): rdx's DDP step within
     1e-6 of one process on the whole batch; a naive DDP step (own clip, DDP's mean) far off."""

@@ -216,7 +216,12 @@ def test_model_preset_runs_a_ppo_step_offline_on_its_architecture(preset, shared
     assert rec["train/kl"] == pytest.approx(0.0, abs=1e-4)  # the rollout was π_ref's own
     assert rec["train/keep_frac"] == pytest.approx(4 / 16)  # quantile 0.8 of 16 distinct r̂
     metrics, samples = evaluate.evaluate_at(policy, prep, cfg, epoch=0)
-    assert len(samples) == 8 and -1e9 < metrics["eval/reward"] < 1e9
+    assert len(samples) == 8
+    # eval/reward: R (on this architecture's tokens) re-scoring the 8 sampled responses
+    rescored = prep.score([s["prompt"] for s in samples], [s["response"] for s in samples])
+    assert torch.isfinite(rescored).all()
+    assert [s["reward"] for s in samples] == pytest.approx(rescored.tolist(), abs=1e-5)
+    assert metrics["eval/reward"] == pytest.approx(rescored.mean().item(), abs=1e-5)
 
 
 # ------------------------------------------------------------------ end to end (slow)

@@ -186,6 +186,8 @@ def test_wandb_offline_run_keeps_its_id_across_a_resume(cache, tmp_path, monkeyp
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no key -> auto means offline
+    for name in ("WANDB_MODE", "WANDB_DISABLED"):  # a user's own setting would win over auto
+        monkeypatch.delenv(name, raising=False)
     cfg = smoke(cache, "logger.mode=auto", "trainer.epochs=1")
     execute(cfg, tmp_path / "run")
     run_id = (tmp_path / "run" / ".wandb_id").read_text()

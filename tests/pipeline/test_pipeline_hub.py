@@ -92,9 +92,23 @@ def test_hub_behavior_with_hub_target(hub, cache, tmp_path, behavior, model, ini
         f"model.hub={hub[model]}",
         f"model.init={init}",
     )
+    from rdx.pipeline.offpolicy.trainer import build_policy
+
     prep = prepare(cfg)
     assert prep.shared_tokens is shared
     assert prep.paths["behavior"] == hub[behavior]  # used as is, not trained and cached
-    execute(cfg, tmp_path)
+    policy = build_policy(cfg, prep, torch.device("cpu"))
+    ours = policy.state_dict()
+    if init == "behavior":  # π starts as a copy of β's weights
+        theirs = prep.behavior.state_dict()
+        assert all(torch.equal(v.float(), theirs[k].float()) for k, v in ours.items())
+    else:  # π's architecture from its dir, its weights a fresh random init, not the dir's
+        from transformers import AutoModelForCausalLM
+
+        saved = AutoModelForCausalLM.from_pretrained(hub[model]).state_dict()
+        common = ours.keys() & saved.keys()
+        assert common and not all(torch.equal(ours[k].float(), saved[k].float()) for k in common)
+    result = execute(cfg, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["init"] == init and 0 <= summary["acc"] <= 1
+    assert summary["init"] == init and result == pytest.approx(summary["acc"] + summary["reward"])
+    assert 0 <= summary["acc"] <= 1 and 0 < summary["eval/reward"] < 1

@@ -117,7 +117,15 @@ def test_plan_has_every_row_once_with_its_key(models, reference):
     assert scores["reward_logits"][0].shape == (n, 2) and scores["behavior_prob"][1].shape == (n,)
 
 
-@pytest.mark.parametrize(("batch_size", "shards"), [(4, 1), (16, 2), (512, 3), (4, 3)])
+@pytest.mark.parametrize(
+    ("batch_size", "shards"),
+    [  # batch 4: 25-45 CPU-s each (150 small batches); 16 and 512 check the same rule fast
+        pytest.param(4, 1, marks=pytest.mark.slow),
+        (16, 2),
+        (512, 3),
+        pytest.param(4, 3, marks=pytest.mark.slow),
+    ],
+)
 def test_batch_size_chunks_and_shards_change_no_row(
     models, reference, tmp_path, batch_size, shards
 ):
@@ -219,6 +227,7 @@ def test_vllm_sharded_build_equals_the_unsharded_one(models, reference, tmp_path
     assert 0 < sum(whole[0]["train"][0]["ended"]) < len(rows) // 2
 
 
+@pytest.mark.slow  # 11 CPU-s; the sharded fake-vLLM build stays in the fast tier
 def test_vllm_likelihood_engine_gives_the_rescoring_from_the_engines_log_probs(
     models, tmp_path, vllm_engine
 ):
