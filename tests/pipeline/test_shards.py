@@ -74,6 +74,8 @@ def stage(models, cache: Path, engine=None, **sampling) -> Stage:
 def merged(st: Stage, out: Path) -> tuple[dict, dict]:
     out.mkdir()
     st.merged_trajectories(out)
+    if st.engine is not None:  # as prepare does: every row drawn, vLLM goes before scoring
+        st.engine.close()
     st.merged_scores(out)
     return (
         torch.load(out / "trajectories.pt", weights_only=True),
@@ -252,7 +254,11 @@ def test_the_trajectories_key_names_the_engine_and_keeps_hf_keys(monkeypatch):
     # hf: no engine anywhere in the key, so entries built before the choice are found
     assert "engine" not in hf["trajectories"] and "engine" not in hf["trajectories"]["sampling"]
     assert "likelihood" not in hf["trajectories"]["sampling"] and "likelihood" not in hf["scores"]
-    assert vllm["trajectories"]["engine"] == {"name": "vllm", "version": fake_vllm.__version__}
+    assert vllm["trajectories"]["engine"] == {
+        "name": "vllm",
+        "version": fake_vllm.__version__,
+        "runner": "v1",  # vLLM's model runner draws its own rows (V2 others)
+    }
     assert cache_key(hf["trajectories"], 5) != cache_key(vllm["trajectories"], 5)
     assert cache_key(hf["scores"], 5) != cache_key(vllm["scores"], 5)
     own = keys(engine="vllm", likelihood="engine")
