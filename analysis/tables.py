@@ -446,7 +446,7 @@ def _notes(grid: Grid, modal_n: int) -> str:
         else ""
     )
     return (
-        f"{grid.caption}. Mean ± std over seeds where n > 1; n = {modal_n} per cell unless "
+        f"{grid.caption}. Mean ± std over replicates (seeds × sample sets) where n > 1; n = {modal_n} per cell unless "
         f"marked (n=k){diverged}; bold: {grid.bold_note}."
     )
 
