@@ -127,31 +127,20 @@ MARGIN = 0.02  # see the module docstring: the paper's largest "no help" gain of
 CLUSTERINGS = ("cell", "task", "unit")
 TASK_OF = {a: task for task, attrs in TASKS.items() for a in attrs}
 TRAIN, HELD_OUT, PROBE = "train batches", "held-out", "probe batch"
+
+
+def _sum_of(a: str, b: str) -> Callable[[dict], float | None]:
+    """A run's a + b, None where either is missing."""
+    return lambda r: None if r.get(a) is None or r.get(b) is None else r[a] + r[b]
+
+
 # Final metrics: (label, data, value of a run's summary or None).
 ACC_REWARD = [
     ("acc_plus_reward", TRAIN, lambda r: r.get("acc_plus_reward")),
-    (
-        "eval/acc + eval/reward",
-        HELD_OUT,
-        lambda r: (
-            None
-            if r.get("eval/acc") is None or r.get("eval/reward") is None
-            else r["eval/acc"] + r["eval/reward"]
-        ),
-    ),
+    ("eval/acc + eval/reward", HELD_OUT, _sum_of("eval/acc", "eval/reward")),
 ]
 JUDGE = "held-out, judged"  # eval/judge_reward: a second R that π never trained against
-JUDGED = [
-    (
-        "eval/acc + eval/judge_reward",
-        JUDGE,
-        lambda r: (
-            None
-            if r.get("eval/acc") is None or r.get("eval/judge_reward") is None
-            else r["eval/acc"] + r["eval/judge_reward"]
-        ),
-    )
-]
+JUDGED = [("eval/acc + eval/judge_reward", JUDGE, _sum_of("eval/acc", "eval/judge_reward"))]
 # The two objectives by epoch, per data source: (data, (likelihood key, reward key)).
 OBJECTIVE_PAIRS = [(TRAIN, ("train/acc", "train/reward")),
                    (HELD_OUT, ("eval/likelihood", "eval/reward"))]  # fmt: skip

@@ -446,8 +446,8 @@ def _notes(grid: Grid, modal_n: int) -> str:
         else ""
     )
     return (
-        f"{grid.caption}. Mean ± std over replicates (seeds × sample sets) where n > 1; n = {modal_n} per cell unless "
-        f"marked (n=k){diverged}; bold: {grid.bold_note}."
+        f"{grid.caption}. Mean ± std over replicates (seeds × sample sets) where n > 1; "
+        f"n = {modal_n} per cell unless marked (n=k){diverged}; bold: {grid.bold_note}."
     )
 
 

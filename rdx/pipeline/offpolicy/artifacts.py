@@ -619,13 +619,19 @@ def load_reward(
         kernels=kernels,
     )
     rew_dir = cached(cfg.cache_dir, "reward", keys["reward"], build, REWARD_VERSION)
-    model = AutoModelForSequenceClassification.from_pretrained(rew_dir, dtype=torch.float32)
-    if r.hub is None:
-        rtok = load_tokenizer(rew_dir)
-        add_cls(rtok)
+    model, rtok = _load_classifier(rew_dir, r.hub)
+    return model, rtok, rew_dir
+
+
+def _load_classifier(path: Path, hub: str | None) -> tuple[PreTrainedModel, Any]:
+    """A classifier rdx built (R or the judge) and its tokenizer, from its cache dir."""
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    if hub is None:
+        tok = load_tokenizer(path)
+        add_cls(tok)
     else:
-        rtok = load_hub("tokenizer", str(rew_dir))
-    return model.eval(), rtok, rew_dir
+        tok = load_hub("tokenizer", str(path))
+    return model.eval(), tok
 
 
 def judge_half(train: list[Example], half: int = JUDGE_HALF) -> list[Example]:
@@ -659,13 +665,8 @@ def load_judge(cfg: Config, f: Fixed) -> Judge:
         seed=JUDGE_SEED,
     )
     judge_dir = cached(cfg.cache_dir, "judge", f.keys["judge"], build, REWARD_VERSION)
-    model = AutoModelForSequenceClassification.from_pretrained(judge_dir, dtype=torch.float32)
-    if r.hub is None:
-        jtok = load_tokenizer(judge_dir)
-        add_cls(jtok)
-    else:
-        jtok = load_hub("tokenizer", str(judge_dir))
-    model = use_kernels(model.eval().to(f.reward_model.device), f.kernels)
+    model, jtok = _load_classifier(judge_dir, r.hub)
+    model = use_kernels(model.to(f.reward_model.device), f.kernels)
     accuracy = json.loads((judge_dir / "metrics.json").read_text())["heldout_accuracy"]
     return Judge(model=model, tokenizer=jtok, accuracy=accuracy, path=judge_dir)
 
