@@ -5,19 +5,21 @@
         [--cluster cell|unit] [--margin 0.02] [--seed 0]
     make claims RUNS=<dir>         # no RUNS: the latest sweep under runs/ (analysis.latest)
 
-Each claim compares two arms A and B run with the same (dataset, attribute, seed), the unit
-of pairing; the effect is the mean over those pairs of A − B; units without a partner are
-left out and the row's n counts the pairs. The 95 % CI is mean ± t(k − 1) · SE, SE from a
-bootstrap (10 000 resamples, seeded by `--seed`, so the output is reproducible) that
-resamples k *clusters*: by default one cluster per (dataset, attribute), since the seeds of
-one attribute share β, R and the prefixes. `--cluster task`: one per (dataset, task), for
-runs whose attributes share β's samples too (sampling.prefix_pool=task); `--cluster unit`
-resamples the pairs, as if independent. Every row prints its number of clusters; fewer
-than two is inconclusive (analysis.inference).
+Each claim compares two arms A and B run with the same (dataset, attribute, β's sample set,
+seed), the unit of pairing; the effect is the mean over those pairs of A − B; units without
+a partner are left out and the row's n counts the pairs. The 95 % CI is mean ± t(k − 1) ·
+SE, SE from a bootstrap (10 000 resamples, seeded by `--seed`, so the output is
+reproducible) that resamples k *clusters*: by default one cluster per (dataset, attribute,
+sample set), since the seeds of one sample set share its rows, β and R. `--cluster task`:
+one per (dataset, task, sample set), for runs whose attributes share β's samples too
+(sampling.prefix_pool=task); `--cluster unit` resamples the pairs, as if independent.
 
-Verdict, for a claim with a sign (A − B > 0, or < 0): the CI excludes 0 on the claimed side
--> holds; on the other side -> does not hold; else (or n < 2) inconclusive. A claim whose
-arms have no runs prints "no runs".
+Verdict, for a claim with a sign (A − B > 0, or < 0): the sign-flip randomization test over
+the k clusters' mean differences (analysis.inference.sign_flip_test, exact) gives p < 0.05
+with the effect on the claimed side -> holds; on the other side -> does not hold; else (or
+n < 2, or fewer than 2 clusters) inconclusive. Below 6 clusters no p < 0.05 exists, so such
+rows are always inconclusive (marked * in the p column). A non-superiority row (a margin,
+not a sign) is decided by the CI. A claim whose arms have no runs prints "no runs".
 
 The claims, per init; γ-rule: the largest γ present stands for an arm, and "higher γ helps"
 compares the largest with the smallest quantile γ:
