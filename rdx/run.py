@@ -183,9 +183,12 @@ _RDX_KEYS = {"seed", "dropout", "trainer", "sampling"}
 
 def _refuse_foreign_config(records: RunRecords) -> None:
     """RunDirError when the run dir holds a config.yaml that rdx did not write (no
-    status.json beside it, and not an rdx config): a user's own file, never written over."""
+    status.json or checkpoint beside it, and not an rdx config): a user's own file, never
+    written over. A damaged config.yaml beside rdx's own records is rdx's, and resume
+    decides on it (its settings are unknown)."""
     path = records.dir / "config.yaml"
-    if not os.path.lexists(path) or os.path.lexists(records.status_path):
+    rdx_records = (records.status_path, records.checkpoint_path)
+    if not os.path.lexists(path) or any(os.path.lexists(r) for r in rdx_records):
         return
     try:
         saved = yaml.safe_load(read_record_bytes(path))

@@ -39,7 +39,9 @@ def test_presets_name_the_papers_models(group, name, monkeypatch):
     if group == "model":
         assert (node.init, node.trainable) == (init, trainable)
     if group == "reward":
-        assert node.train_epochs >= 1 and node.train_lr == pytest.approx(2e-5)
+        # the authors' finetune_BERT.py: lr 5e-6, batch 256, stop at 0.95 (conf/reward/bert.yaml)
+        assert node.train_epochs >= 1 and node.train_lr == pytest.approx(5e-6)
+        assert (node.train_batch_size, node.stop_accuracy) == (256, 0.95)
 
 
 def test_every_hub_preset_file_is_tested():

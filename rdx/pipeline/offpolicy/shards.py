@@ -261,6 +261,9 @@ class Stage:
         n = self.n_chunks
         mine = list(range(shard, n, shards))
         log.info("shard %d/%d: chunks %s of %d", shard, shards, mine, n)
+        if getattr(self.engine, "name", "hf") == "hf":
+            # chunk by chunk: a requeued shard loses at most one chunk's sampling and scoring
+            return [path for c in mine for path in (self.trajectory_chunk(c), self.score_chunk(c))]
         drawn = [self.trajectory_chunk(c) for c in mine]
         self.engine.close()  # all drawn: vLLM's memory is freed (the HF β back) to score
         return [path for c, t in zip(mine, drawn, strict=True) for path in (t, self.score_chunk(c))]
