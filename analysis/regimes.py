@@ -41,7 +41,7 @@ from analysis.inference import bootstrap_ci, sign_flip_test, smallest_p
 from analysis.outputs import save_figure, write_failed
 from analysis.runs import (
     CONTEXT,
-    TABLE2_GAMMA,
+    PAPER_GAMMA,
     RunsError,
     config_axes,
     fmt_value,
@@ -150,7 +150,7 @@ def arm_of(rec: dict[str, Any]) -> str | None:
     if rec["dropout"] == "none":
         return "none"
     gamma = rec.get("gamma")
-    if rec["dropout"] == "quantile" and gamma is not None and math.isclose(gamma, TABLE2_GAMMA):
+    if rec["dropout"] == "quantile" and gamma is not None and math.isclose(gamma, PAPER_GAMMA):
         return "quantile"
     return None
 
