@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
+
+from tests.helpers.cli import make_target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,18 +33,8 @@ def test_make_tables_and_figures_on_a_sweep_dir(tmp_path):
     sweep = tmp_path / "runs" / "multirun" / "2026-11-30" / "10-00-00"
     for job, dropout, gamma in ((0, "none", None), (1, "quantile", 0.8)):
         make_run(sweep, str(job), dropout=dropout, gamma=gamma)
-    venv = ROOT / ".venv"
-    make = ["make", "-s", "-f", str(ROOT / "Makefile"), f"VENV={venv}"]
-    no_install = ["-o", str(venv / ".rdx-installed")]  # the venv counts as installed
     for target in ("tables", "figures"):
-        proc = subprocess.run(
-            [*make, *no_install, target, f"RUNS={sweep}"],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        proc = make_target(target, sweep, tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "Traceback" not in proc.stderr
     assert (tmp_path / "tables" / "table1.md").is_file()

@@ -5,13 +5,11 @@ mid-row (docs/reliability.md)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from analysis import collect, tables
 from tests.analysis.test_analysis import make_run
+from tests.helpers.cli import make_target
 from tests.helpers.faults import fill, tmp_files, tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,18 +83,7 @@ def test_make_tables_with_a_space_in_runs(tmp_path):
     sweep = tmp_path / "my runs" / "a ü"
     for job, dropout, gamma in ((0, "none", None), (1, "quantile", 0.8)):
         make_run(sweep, str(job), dropout=dropout, gamma=gamma)
-    venv = ROOT / ".venv"
-    if not (venv / "bin" / "python").exists():  # a git worktree: the venv running the tests
-        venv = Path(sys.executable).parents[1]
-    make = ["make", "-s", "-f", str(ROOT / "Makefile"), f"VENV={venv}"]
-    proc = subprocess.run(
-        [*make, "-o", str(venv / ".rdx-installed"), "figures", f"RUNS={sweep}"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = make_target("figures", sweep, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "tables" / "table1.md").stat().st_size > 0
     assert (tmp_path / "figures" / "fig6.png").stat().st_size > 0

@@ -23,3 +23,20 @@ def rdx_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def make_target(target: str, runs: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`make <target> RUNS=<runs>` from README, in `cwd`, on the venv running the tests
+    when the checkout has none of its own (a git worktree); the venv counts as installed."""
+    venv = ROOT / ".venv"
+    if not (venv / "bin" / "python").exists():
+        venv = Path(sys.executable).parents[1]
+    make = ["make", "-s", "-f", str(ROOT / "Makefile"), f"VENV={venv}"]
+    return subprocess.run(
+        [*make, "-o", str(venv / ".rdx-installed"), target, f"RUNS={runs}"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
