@@ -209,10 +209,9 @@ def _order(value: Any) -> tuple:
     return (value is not None, value if value is not None else 0)
 
 
-def maps(recs: list[dict[str, Any]]) -> tuple[tuple, list[tuple]] | None:
-    """(the main map's context, the other contexts), or None when no context holds both arms
-    in two or more regimes."""
-    diffs = differences(recs, METRICS[0][1])
+def maps(diffs: dict[tuple, float]) -> tuple[tuple, list[tuple]] | None:
+    """(the main map's context, the other contexts) of quantile − N/A differences, or None
+    when no context holds both arms in two or more regimes."""
     regimes: dict[tuple, set] = defaultdict(set)
     for ctx, regime, *_ in diffs:
         regimes[ctx].add(regime)
@@ -230,13 +229,13 @@ def moved(context: tuple, main: tuple, axes: list[str]) -> str:
 
 
 def build(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    found = maps(recs)
+    per_metric = {name: differences(recs, fn) for name, fn in METRICS}
+    base = per_metric[METRICS[0][0]]
+    found = maps(base)
     if found is None:
         return None
     main, variants = found
     axes = _context_axes(recs)
-    per_metric = {name: differences(recs, fn) for name, fn in METRICS}
-    base = per_metric[METRICS[0][0]]
     regimes = sorted({r for c, r, *_ in base if c == main}, key=_regime_order)
     attributes = sorted({a for c, _, a, *_ in base if c == main})
     rows = []  # (label, attribute, {metric: Effect})
